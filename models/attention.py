@@ -1,0 +1,127 @@
+"""Multi-head self-attention written out by hand, with the head axis explicit and every step hooked.
+
+One module serves every family: grouped-query attention is a map from each query head to its
+key/value head (`kv_index`), which also lets pruning keep any subset of heads per layer.
+The capture path computes the pattern explicitly; the fast path uses PyTorch's fused
+scaled-dot-product attention and gives the same numbers when nothing needs to be read.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .hooks import HookPoint
+from .rotary import apply_rotary
+
+
+class Attention(nn.Module):
+    def __init__(
+        self,
+        d_model: int,
+        d_head: int,
+        kv_index: list[int],      # for each query head, the index of the key/value head it reads
+        n_kv_heads: int,
+        qkv_bias: bool,
+        output_bias: bool,
+        head_ids: list[int] | None = None,  # original head numbers, so pruned layers keep their names
+    ) -> None:
+        super().__init__()
+        n_heads = len(kv_index)
+        self.d_head = d_head
+        self.n_heads = n_heads
+        self.n_kv_heads = n_kv_heads
+        self.head_ids = list(head_ids) if head_ids is not None else list(range(n_heads))
+        self.q_proj = nn.Linear(d_model, n_heads * d_head, bias=qkv_bias)
+        self.k_proj = nn.Linear(d_model, n_kv_heads * d_head, bias=qkv_bias)
+        self.v_proj = nn.Linear(d_model, n_kv_heads * d_head, bias=qkv_bias)
+        self.o_proj = nn.Linear(n_heads * d_head, d_model, bias=output_bias)
+        self.register_buffer("kv_index", torch.tensor(kv_index, dtype=torch.long), persistent=False)
+        self.uniform_groups = kv_index == [h // max(1, n_heads // max(1, n_kv_heads)) for h in range(n_heads)]
+        self.hook_q = HookPoint("(B, T, H, dh) after rotary")
+        self.hook_k = HookPoint("(B, T, KV, dh) after rotary")
+        self.hook_v = HookPoint("(B, T, KV, dh)")
+        self.hook_attn_scores = HookPoint("(B, H, T, T) before softmax, masked")
+        self.hook_pattern = HookPoint("(B, H, T, T) attention weights")
+        self.hook_z = HookPoint("(B, T, H, dh) per-head output, after head masking")
+
+    def forward(
+        self,
+        x: torch.Tensor,                           # (B, T, d)
+        mask: torch.Tensor | None,                 # additive (B, 1, T or 1, T); None = attend everywhere
+        rotary: tuple[torch.Tensor, torch.Tensor] | None,
+        head_scale: torch.Tensor | None,           # (H,) multiplies each head's output; 0 masks it
+        capture: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, T, _ = x.shape
+        if self.n_heads == 0:  # every head pruned: only the output bias is left, as in transformers 4.x
+            empty = x.new_zeros(B, T, 0)
+            return self.o_proj(empty), (x.new_zeros(B, 0, T, T) if capture else None)
+        q = self.q_proj(x).view(B, T, self.n_heads, self.d_head)  # (B, T, H, dh)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.d_head)  # (B, T, KV, dh)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.d_head)  # (B, T, KV, dh)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+        # each query head reads its own key/value head: (B, H, T, dh)
+        q_h = q.transpose(1, 2)
+        k_h = k.index_select(2, self.kv_index).transpose(1, 2)
+        v_h = v.index_select(2, self.kv_index).transpose(1, 2)
+        scale = 1.0 / math.sqrt(self.d_head)
+        pattern = None
+        if capture:
+            scores = torch.matmul(q_h, k_h.transpose(-1, -2)) * scale  # (B, H, T, T)
+            if mask is not None:
+                scores = scores + mask
+            scores = self.hook_attn_scores(scores)
+            pattern = self.hook_pattern(torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype))  # (B, H, T, T)
+            z = torch.matmul(pattern, v_h)  # (B, H, T, dh)
+        else:
+            z = F.scaled_dot_product_attention(q_h, k_h, v_h, attn_mask=mask, scale=scale)  # (B, H, T, dh)
+        z = z.transpose(1, 2)  # (B, T, H, dh)
+        if head_scale is not None:
+            z = z * head_scale.to(z.dtype)[None, None, :, None]
+            if pattern is not None:  # report what transformers 4.x reports under head_mask
+                pattern = pattern * head_scale.to(pattern.dtype)[None, :, None, None]
+        z = self.hook_z(z)
+        out = self.o_proj(z.reshape(B, T, self.n_heads * self.d_head))  # (B, T, d)
+        return out, pattern
+
+    @torch.no_grad()
+    def without_heads(self, local_heads: list[int]) -> "Attention":
+        """A copy with the given local head positions removed; a key/value head goes once no query head reads it."""
+        keep = [h for h in range(self.n_heads) if h not in set(local_heads)]
+        kv_kept = sorted({int(self.kv_index[h]) for h in keep})
+        kv_new_index = {old: new for new, old in enumerate(kv_kept)}
+        d = self.d_head
+        new = Attention(
+            d_model=self.q_proj.in_features,
+            d_head=d,
+            kv_index=[kv_new_index[int(self.kv_index[h])] for h in keep],
+            n_kv_heads=len(kv_kept),
+            qkv_bias=self.q_proj.bias is not None,
+            output_bias=self.o_proj.bias is not None,
+            head_ids=[self.head_ids[h] for h in keep],
+        ).to(self.q_proj.weight.dtype)
+        q_rows = _head_rows(keep, d)
+        kv_rows = _head_rows(kv_kept, d)
+        new.q_proj.weight.copy_(self.q_proj.weight[q_rows])
+        new.k_proj.weight.copy_(self.k_proj.weight[kv_rows])
+        new.v_proj.weight.copy_(self.v_proj.weight[kv_rows])
+        if self.q_proj.bias is not None:
+            new.q_proj.bias.copy_(self.q_proj.bias[q_rows])
+            new.k_proj.bias.copy_(self.k_proj.bias[kv_rows])
+            new.v_proj.bias.copy_(self.v_proj.bias[kv_rows])
+        new.o_proj.weight.copy_(self.o_proj.weight[:, q_rows])
+        if self.o_proj.bias is not None:
+            new.o_proj.bias.copy_(self.o_proj.bias)
+        return new
+
+
+def _head_rows(heads: list[int], d_head: int) -> torch.Tensor:
+    """Row indices of the given heads in a (heads * d_head, ...) projection."""
+    if not heads:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.cat([torch.arange(h * d_head, (h + 1) * d_head) for h in heads])

@@ -1,0 +1,84 @@
+"""Norms, the MLP and the transformer block, shared by every family (parts before the whole)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import Attention
+from .hooks import HookPoint
+
+ACTIVATIONS = {
+    "gelu": lambda x: F.gelu(x),                           # BERT: exact erf form
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),   # GPT-2
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "silu": F.silu,                                        # Llama's SwiGLU gate
+    "relu": F.relu,
+}
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (Zhang & Sennrich 2019), computed in float32 as Llama does."""
+
+    def __init__(self, d: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * normed.to(x.dtype)
+
+
+def make_norm(kind: str, d: int, eps: float) -> nn.Module:
+    return RMSNorm(d, eps) if kind == "rms" else nn.LayerNorm(d, eps=eps)
+
+
+class MLP(nn.Module):
+    """fc_out(act(fc_in(x))), or with `gated` the SwiGLU form down(act(gate(x)) * up(x))."""
+
+    def __init__(self, d_model: int, d_mlp: int, activation: str, gated: bool, bias: bool) -> None:
+        super().__init__()
+        self.gated = gated
+        self.act = ACTIVATIONS[activation]
+        self.fc_in = nn.Linear(d_model, d_mlp, bias=bias)
+        self.gate = nn.Linear(d_model, d_mlp, bias=bias) if gated else None
+        self.fc_out = nn.Linear(d_mlp, d_model, bias=bias)
+        self.hook_post = HookPoint("(B, T, d_mlp) after the nonlinearity")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gated:
+            hidden = self.act(self.gate(x)) * self.fc_in(x)  # (B, T, d_mlp)
+        else:
+            hidden = self.act(self.fc_in(x))  # (B, T, d_mlp)
+        return self.fc_out(self.hook_post(hidden))  # (B, T, d)
+
+
+class Block(nn.Module):
+    """One transformer layer. `norm_first` is the GPT-2/Llama layout; otherwise BERT's post-norm."""
+
+    def __init__(self, attn: Attention, mlp: MLP, norm_kind: str, d_model: int, eps: float, norm_first: bool) -> None:
+        super().__init__()
+        self.norm_first = norm_first
+        self.attn = attn
+        self.mlp = mlp
+        self.ln1 = make_norm(norm_kind, d_model, eps)
+        self.ln2 = make_norm(norm_kind, d_model, eps)
+        self.hook_resid_pre = HookPoint("(B, T, d) block input")
+        self.hook_attn_out = HookPoint("(B, T, d) attention output after projection")
+        self.hook_resid_mid = HookPoint("(B, T, d) after attention and its residual")
+        self.hook_mlp_out = HookPoint("(B, T, d) MLP output")
+        self.hook_resid_post = HookPoint("(B, T, d) block output")
+
+    def forward(self, x, mask, rotary, head_scale, capture):
+        x = self.hook_resid_pre(x)
+        if self.norm_first:
+            attn_out, pattern = self.attn(self.ln1(x), mask, rotary, head_scale, capture)
+            mid = self.hook_resid_mid(x + self.hook_attn_out(attn_out))
+            out = mid + self.hook_mlp_out(self.mlp(self.ln2(mid)))
+        else:
+            attn_out, pattern = self.attn(x, mask, rotary, head_scale, capture)
+            mid = self.hook_resid_mid(self.ln1(x + self.hook_attn_out(attn_out)))
+            out = self.ln2(mid + self.hook_mlp_out(self.mlp(mid)))
+        return self.hook_resid_post(out), pattern

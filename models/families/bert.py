@@ -1,0 +1,191 @@
+"""BERT-type encoders: BERT (and MiniLM, which is BERT-shaped), RoBERTa and DistilBERT.
+
+Post-norm blocks (Devlin et al. 2019): LayerNorm(x + Attention(x)), then LayerNorm(h + MLP(h)).
+The three share everything but position ids and checkpoint names.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..transformer import TransformerModel
+from .base import Family, StateDict, register, rename
+
+
+class EncoderEmbeddings(nn.Module):
+    """word + position (+ segment) embeddings, then LayerNorm."""
+
+    def __init__(self, cfg: ModelConfig, type_vocab_size: int, position_offset: int | None) -> None:
+        super().__init__()
+        self.word = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        n_positions = cfg.max_positions + (position_offset + 1 if position_offset is not None else 0)
+        self.position = nn.Embedding(n_positions, cfg.d_model)
+        self.token_type = nn.Embedding(type_vocab_size, cfg.d_model) if type_vocab_size > 0 else None
+        self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+        # RoBERTa numbers real tokens from padding_idx + 1 and gives padding position padding_idx
+        self.position_offset = position_offset
+
+    def forward(self, input_ids, token_type_ids, positions, attention_mask, inputs_embeds):
+        x = inputs_embeds if inputs_embeds is not None else self.word(input_ids)  # (B, T, d)
+        if self.position_offset is not None:
+            positions = torch.cumsum(attention_mask, dim=1) * attention_mask + self.position_offset
+        x = x + self.position(positions)
+        if self.token_type is not None:
+            if token_type_ids is None or self.token_type.num_embeddings == 1:
+                token_type_ids = torch.zeros_like(positions)  # RoBERTa has one segment embedding
+            x = x + self.token_type(token_type_ids)
+        return self.norm(x)
+
+
+class Pooler(nn.Module):
+    """tanh(dense(h[CLS])): BERT's sentence vector, used by its classification head."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(d_model, d_model)
+
+    def forward(self, final: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(final[:, 0]))  # (B, d)
+
+
+# ---------------------------------------------------------------- BERT and RoBERTa
+
+def _bert_config(hf: dict[str, Any]) -> ModelConfig:
+    n_heads = hf["num_attention_heads"]
+    return ModelConfig(
+        family="roberta" if hf.get("model_type") in ("roberta", "xlm-roberta") else "bert",
+        n_layers=hf["num_hidden_layers"], n_heads=n_heads, n_kv_heads=n_heads,
+        d_model=hf["hidden_size"], d_head=hf["hidden_size"] // n_heads, d_mlp=hf["intermediate_size"],
+        vocab_size=hf["vocab_size"],
+        max_positions=hf["max_position_embeddings"] - (hf.get("pad_token_id", 1) + 1 if hf.get("model_type") in ("roberta", "xlm-roberta") else 0),
+        norm_eps=hf.get("layer_norm_eps", 1e-12), activation=hf.get("hidden_act", "gelu"),
+        pad_token_id=hf.get("pad_token_id", 0), tie_word_embeddings=hf.get("tie_word_embeddings", True),
+        pruned_heads={int(k): list(v) for k, v in hf.get("pruned_heads", {}).items()},
+        hf_config=dict(hf),
+    )
+
+
+def _bert_config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
+    hf = dict(cfg.hf_config)
+    hf.update(vocab_size=cfg.vocab_size, pruned_heads={str(k): v for k, v in cfg.pruned_heads.items()})
+    return hf
+
+
+def _build_encoder(cfg: ModelConfig) -> TransformerModel:
+    hf = cfg.hf_config
+    offset = cfg.pad_token_id if cfg.family == "roberta" else None
+    embed = EncoderEmbeddings(cfg, hf.get("type_vocab_size", 2), offset)
+    model = TransformerModel(cfg, embed, norm_kind="layer", norm_first=False, gated_mlp=False,
+                             uses_rotary=False, final_norm=False)
+    if hf.get("add_pooling_layer", True) and cfg.family in ("bert", "roberta"):
+        model.pooler = Pooler(cfg.d_model)
+    return model
+
+
+def _bert_pairs(cfg: ModelConfig, has_pooler: bool, has_token_types: bool) -> list[tuple[str, str]]:
+    """(HF name, our name) for every body weight of a BERT or RoBERTa checkpoint."""
+    pairs = [("embeddings.word_embeddings.weight", "embed.word.weight"),
+             ("embeddings.position_embeddings.weight", "embed.position.weight"),
+             ("embeddings.LayerNorm.weight", "embed.norm.weight"),
+             ("embeddings.LayerNorm.bias", "embed.norm.bias")]
+    if has_token_types:
+        pairs.append(("embeddings.token_type_embeddings.weight", "embed.token_type.weight"))
+    for i in range(cfg.n_layers):
+        hf, ours = f"encoder.layer.{i}.", f"blocks.{i}."
+        for p in ("weight", "bias"):
+            pairs += [
+                (f"{hf}attention.self.query.{p}", f"{ours}attn.q_proj.{p}"),
+                (f"{hf}attention.self.key.{p}", f"{ours}attn.k_proj.{p}"),
+                (f"{hf}attention.self.value.{p}", f"{ours}attn.v_proj.{p}"),
+                (f"{hf}attention.output.dense.{p}", f"{ours}attn.o_proj.{p}"),
+                (f"{hf}attention.output.LayerNorm.{p}", f"{ours}ln1.{p}"),
+                (f"{hf}intermediate.dense.{p}", f"{ours}mlp.fc_in.{p}"),
+                (f"{hf}output.dense.{p}", f"{ours}mlp.fc_out.{p}"),
+                (f"{hf}output.LayerNorm.{p}", f"{ours}ln2.{p}"),
+            ]
+    if has_pooler:
+        pairs += [("pooler.dense.weight", "pooler.dense.weight"), ("pooler.dense.bias", "pooler.dense.bias")]
+    return pairs
+
+
+def _legacy_names(sd: StateDict) -> StateDict:
+    """Old TF-era checkpoints call LayerNorm parameters gamma and beta."""
+    return {k.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias"): v
+            for k, v in sd.items()}
+
+
+def _bert_from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
+    sd = _legacy_names(sd)
+    has_types = "embeddings.token_type_embeddings.weight" in sd
+    pairs = _bert_pairs(cfg, "pooler.dense.weight" in sd, has_types)
+    return rename(sd, pairs)
+
+
+def _bert_to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
+    pairs = _bert_pairs(cfg, "pooler.dense.weight" in sd, "embed.token_type.weight" in sd)
+    return rename(sd, [(ours, hf) for hf, ours in pairs])
+
+
+register(Family(
+    name="bert", model_types=("bert",),
+    config_from_hf=_bert_config, config_to_hf=_bert_config_to_hf, build=_build_encoder,
+    state_dict_from_hf=_bert_from_hf, state_dict_to_hf=_bert_to_hf, hf_prefix=lambda cfg: "bert.",
+))
+register(Family(
+    name="roberta", model_types=("roberta", "xlm-roberta"),
+    config_from_hf=_bert_config, config_to_hf=_bert_config_to_hf, build=_build_encoder,
+    state_dict_from_hf=_bert_from_hf, state_dict_to_hf=_bert_to_hf, hf_prefix=lambda cfg: "roberta.",
+))
+
+
+# ---------------------------------------------------------------- DistilBERT
+
+def _distil_config(hf: dict[str, Any]) -> ModelConfig:
+    n_heads = hf["n_heads"]
+    return ModelConfig(
+        family="distilbert", n_layers=hf["n_layers"], n_heads=n_heads, n_kv_heads=n_heads,
+        d_model=hf["dim"], d_head=hf["dim"] // n_heads, d_mlp=hf["hidden_dim"], vocab_size=hf["vocab_size"],
+        max_positions=hf["max_position_embeddings"], norm_eps=1e-12, activation=hf.get("activation", "gelu"),
+        pad_token_id=hf.get("pad_token_id", 0), tie_word_embeddings=hf.get("tie_word_embeddings", True),
+        pruned_heads={int(k): list(v) for k, v in hf.get("pruned_heads", {}).items()}, hf_config=dict(hf),
+    )
+
+
+def _distil_build(cfg: ModelConfig) -> TransformerModel:
+    embed = EncoderEmbeddings(cfg, type_vocab_size=0, position_offset=None)
+    return TransformerModel(cfg, embed, norm_kind="layer", norm_first=False, gated_mlp=False,
+                            uses_rotary=False, final_norm=False)
+
+
+def _distil_pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
+    pairs = [("embeddings.word_embeddings.weight", "embed.word.weight"),
+             ("embeddings.position_embeddings.weight", "embed.position.weight"),
+             ("embeddings.LayerNorm.weight", "embed.norm.weight"),
+             ("embeddings.LayerNorm.bias", "embed.norm.bias")]
+    for i in range(cfg.n_layers):
+        hf, ours = f"transformer.layer.{i}.", f"blocks.{i}."
+        for p in ("weight", "bias"):
+            pairs += [(f"{hf}attention.q_lin.{p}", f"{ours}attn.q_proj.{p}"),
+                      (f"{hf}attention.k_lin.{p}", f"{ours}attn.k_proj.{p}"),
+                      (f"{hf}attention.v_lin.{p}", f"{ours}attn.v_proj.{p}"),
+                      (f"{hf}attention.out_lin.{p}", f"{ours}attn.o_proj.{p}"),
+                      (f"{hf}sa_layer_norm.{p}", f"{ours}ln1.{p}"),
+                      (f"{hf}ffn.lin1.{p}", f"{ours}mlp.fc_in.{p}"),
+                      (f"{hf}ffn.lin2.{p}", f"{ours}mlp.fc_out.{p}"),
+                      (f"{hf}output_layer_norm.{p}", f"{ours}ln2.{p}")]
+    return pairs
+
+
+register(Family(
+    name="distilbert", model_types=("distilbert",),
+    config_from_hf=_distil_config,
+    config_to_hf=lambda cfg: {**cfg.hf_config, "vocab_size": cfg.vocab_size,
+                              "pruned_heads": {str(k): v for k, v in cfg.pruned_heads.items()}},
+    build=_distil_build,
+    state_dict_from_hf=lambda sd, cfg: rename(sd, _distil_pairs(cfg)),
+    state_dict_to_hf=lambda sd, cfg: rename(sd, [(o, h) for h, o in _distil_pairs(cfg)]),
+    hf_prefix=lambda cfg: "distilbert.",
+))

@@ -1,0 +1,51 @@
+"""What one run of a model returns: every hidden state and attention pattern, by transformers' conventions."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Trace:
+    tokens: list[list[str]]                   # per example, without padding
+    input_ids: torch.Tensor                   # (B, T) right-padded
+    attention_mask: torch.Tensor              # (B, T) 1 real token, 0 padding
+    hidden_states: tuple[torch.Tensor, ...]   # n_layers + 1 of (B, T, d); the last is after the final norm
+    attentions: tuple[torch.Tensor, ...]      # n_layers of (B, H_layer, T, T); masked heads are scaled, as in transformers 4.x
+    resid_final: torch.Tensor                 # (B, T, d) residual stream before the final norm (logit lens input)
+    logits: torch.Tensor | None = None        # task head: (B, T, vocab) for LMs, (B, labels) for classifiers
+    token_type_ids: torch.Tensor | None = None
+    pooled: torch.Tensor | None = None        # (B, d) BERT pooler output, when present
+    head_ids: list[list[int]] = field(default_factory=list)  # original head numbers present in each layer
+    warnings: list[str] = field(default_factory=list)        # e.g. truncation
+    texts: list[Any] = field(default_factory=list)
+    model_name: str = ""
+    modality: str = "text"
+    extras: dict[str, Any] = field(default_factory=dict)     # family-specific outputs (encoder/decoder/cross attentions, ...)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [int(n) for n in self.attention_mask.sum(dim=1)]
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.attentions)
+
+    def example(self, index: int) -> "Trace":
+        """One example with padding removed: tensors (1, n, ...) for the n real tokens."""
+        n = self.lengths[index]
+        pick = lambda t: t[index : index + 1, :n] if t is not None else None
+        return Trace(
+            tokens=[self.tokens[index]], input_ids=pick(self.input_ids), attention_mask=pick(self.attention_mask),
+            hidden_states=tuple(pick(h) for h in self.hidden_states),
+            attentions=tuple(a[index : index + 1, :, :n, :n] for a in self.attentions),
+            resid_final=pick(self.resid_final),
+            logits=(pick(self.logits) if self.logits is not None and self.logits.dim() == 3
+                    else (self.logits[index : index + 1] if self.logits is not None else None)),
+            token_type_ids=pick(self.token_type_ids),
+            pooled=self.pooled[index : index + 1] if self.pooled is not None else None,
+            head_ids=self.head_ids, warnings=self.warnings, texts=self.texts[index : index + 1],
+            model_name=self.model_name, modality=self.modality,
+        )

@@ -1,0 +1,6 @@
+"""Test-wide settings: no test reaches the network, and conversions go to a cache the run owns."""
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
