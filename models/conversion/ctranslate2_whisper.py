@@ -392,13 +392,15 @@ def convert_ctranslate2_whisper(
 
     Everything is written to a temporary sibling folder that is renamed into place
     only when complete, so an interrupted conversion leaves no half-written output.
-    An existing ``out_dir`` is an error unless ``overwrite`` is true.
+    An existing empty ``out_dir`` (e.g. a caller's scratch folder) is filled; any other
+    existing ``out_dir`` is an error unless ``overwrite`` is true.
     """
     src, out = Path(src_dir), Path(out_dir)
     for name in ("model.bin", "config.json", "tokenizer.json"):
         if not (src / name).is_file():
             raise FileNotFoundError(f"{src / name} not found: not a CTranslate2 Whisper folder")
-    if out.exists() and not overwrite:
+    empty_dir = out.is_dir() and not any(out.iterdir())
+    if out.exists() and not (overwrite or empty_dir):
         raise FileExistsError(f"{out} already exists (pass overwrite=True to replace it)")
 
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -292,6 +292,15 @@ def test_interrupted_conversion_leaves_nothing(src_dir, tmp_path, monkeypatch, h
         convert_ctranslate2_whisper(src_dir, hf_dir)
 
 
+def test_conversion_fills_an_existing_empty_folder(src_dir, tmp_path):
+    """models.embedded hands the converter an empty scratch folder it created."""
+    out = tmp_path / "scratch"
+    out.mkdir()
+    assert convert_ctranslate2_whisper(src_dir, out) == out
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer_config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scratch"]
+
+
 # ---------------------------------------------------------------- numerics
 
 
