@@ -1,0 +1,26 @@
+"""Streamlit entry point: `streamlit run app/main.py` from the repository root.
+
+Pages live in the top-level `pages/` folder, one thin module each; st.navigation accepts
+pages outside this script's folder.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # so pages can import models/, analysis/ and app/ without an install
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app.page_registry import PAGES  # noqa: E402
+from app.sidebar import render_sidebar  # noqa: E402
+
+st.set_page_config(page_title="Transformer Workbench", page_icon="🔬", layout="wide")
+
+navigation = st.navigation([st.Page(str(ROOT / "pages" / page.file), title=page.title, icon=page.icon,
+                                    url_path=page.url_path, default=(i == 0))
+                            for i, page in enumerate(PAGES)])
+render_sidebar()
+navigation.run()
