@@ -27,6 +27,7 @@ class Attention(nn.Module):
         qkv_bias: bool,
         output_bias: bool,
         head_ids: list[int] | None = None,  # original head numbers, so pruned layers keep their names
+        d_kv_source: int | None = None,     # width keys and values are read from (an encoder's), if not d_model
     ) -> None:
         super().__init__()
         n_heads = len(kv_index)
@@ -35,16 +36,16 @@ class Attention(nn.Module):
         self.n_kv_heads = n_kv_heads
         self.head_ids = list(head_ids) if head_ids is not None else list(range(n_heads))
         self.q_proj = nn.Linear(d_model, n_heads * d_head, bias=qkv_bias)
-        self.k_proj = nn.Linear(d_model, n_kv_heads * d_head, bias=qkv_bias)
-        self.v_proj = nn.Linear(d_model, n_kv_heads * d_head, bias=qkv_bias)
+        self.k_proj = nn.Linear(d_kv_source or d_model, n_kv_heads * d_head, bias=qkv_bias)
+        self.v_proj = nn.Linear(d_kv_source or d_model, n_kv_heads * d_head, bias=qkv_bias)
         self.o_proj = nn.Linear(n_heads * d_head, d_model, bias=output_bias)
         self.register_buffer("kv_index", torch.tensor(kv_index, dtype=torch.long), persistent=False)
         self.uniform_groups = kv_index == [h // max(1, n_heads // max(1, n_kv_heads)) for h in range(n_heads)]
         self.hook_q = HookPoint("(B, T, H, dh) after rotary")
-        self.hook_k = HookPoint("(B, T, KV, dh) after rotary")
-        self.hook_v = HookPoint("(B, T, KV, dh)")
-        self.hook_attn_scores = HookPoint("(B, H, T, T) before softmax, masked")
-        self.hook_pattern = HookPoint("(B, H, T, T) attention weights")
+        self.hook_k = HookPoint("(B, S, KV, dh) after rotary; S = T in self-attention")
+        self.hook_v = HookPoint("(B, S, KV, dh)")
+        self.hook_attn_scores = HookPoint("(B, H, T, S) before softmax, masked")
+        self.hook_pattern = HookPoint("(B, H, T, S) attention weights")
         self.hook_z = HookPoint("(B, T, H, dh) per-head output, after head masking")
 
     def forward(
@@ -54,17 +55,20 @@ class Attention(nn.Module):
         rotary: tuple[torch.Tensor, torch.Tensor] | None,
         head_scale: torch.Tensor | None,           # (H,) multiplies each head's output; 0 masks it
         capture: bool,
+        kv: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`kv` None is self-attention; a (B, S, d) tensor is cross-attention (keys and values from an
+        encoder); a (k, v) pair of (B, S, KV, dh) is already projected (an encoder's or a decoding cache)."""
         B, T, _ = x.shape
+        S = T if kv is None else (kv[0].shape[1] if isinstance(kv, tuple) else kv.shape[1])
         if self.n_heads == 0:  # every head pruned: only the output bias is left, as in transformers 4.x
             empty = x.new_zeros(B, T, 0)
-            return self.o_proj(empty), (x.new_zeros(B, 0, T, T) if capture else None)
+            return self.o_proj(empty), (x.new_zeros(B, 0, T, S) if capture else None)
         q = self.q_proj(x).view(B, T, self.n_heads, self.d_head)  # (B, T, H, dh)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.d_head)  # (B, T, KV, dh)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.d_head)  # (B, T, KV, dh)
         if rotary is not None:
-            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
-        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+            q = apply_rotary(q, *rotary)
+        q = self.hook_q(q)
+        k, v = kv if isinstance(kv, tuple) else self.project_kv(x if kv is None else kv, rotary if kv is None else None)
         # each query head reads its own key/value head: (B, H, T, dh)
         q_h = q.transpose(1, 2)
         k_h = k.index_select(2, self.kv_index).transpose(1, 2)
@@ -72,11 +76,11 @@ class Attention(nn.Module):
         scale = 1.0 / math.sqrt(self.d_head)
         pattern = None
         if capture:
-            scores = torch.matmul(q_h, k_h.transpose(-1, -2)) * scale  # (B, H, T, T)
+            scores = torch.matmul(q_h, k_h.transpose(-1, -2)) * scale  # (B, H, T, S)
             if mask is not None:
                 scores = scores + mask
             scores = self.hook_attn_scores(scores)
-            pattern = self.hook_pattern(torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype))  # (B, H, T, T)
+            pattern = self.hook_pattern(torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype))  # (B, H, T, S)
             z = torch.matmul(pattern, v_h)  # (B, H, T, dh)
         else:
             z = F.scaled_dot_product_attention(q_h, k_h, v_h, attn_mask=mask, scale=scale)  # (B, H, T, dh)
@@ -89,6 +93,16 @@ class Attention(nn.Module):
         out = self.o_proj(z.reshape(B, T, self.n_heads * self.d_head))  # (B, T, d)
         return out, pattern
 
+    def project_kv(self, source: torch.Tensor,
+                   rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (B, S, KV, dh) of `source` (B, S, d), hooked; computed once per encoder output or step."""
+        B, S, _ = source.shape
+        k = self.k_proj(source).view(B, S, self.n_kv_heads, self.d_head)  # (B, S, KV, dh)
+        v = self.v_proj(source).view(B, S, self.n_kv_heads, self.d_head)  # (B, S, KV, dh)
+        if rotary is not None:
+            k = apply_rotary(k, *rotary)
+        return self.hook_k(k), self.hook_v(v)
+
     @torch.no_grad()
     def without_heads(self, local_heads: list[int]) -> "Attention":
         """A copy with the given local head positions removed; a key/value head goes once no query head reads it."""
@@ -99,6 +113,7 @@ class Attention(nn.Module):
         new = Attention(
             d_model=self.q_proj.in_features,
             d_head=d,
+            d_kv_source=self.k_proj.in_features,
             kv_index=[kv_new_index[int(self.kv_index[h])] for h in keep],
             n_kv_heads=len(kv_kept),
             qkv_bias=self.q_proj.bias is not None,

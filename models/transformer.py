@@ -56,16 +56,27 @@ class TransformerModel(nn.Module):
         inputs_embeds: torch.Tensor | None = None,      # (B, T, d) replaces the token embedding (attribution)
         head_scales: dict[int, torch.Tensor] | None = None,  # layer -> (H_layer,) per-head output scale
         capture: bool = True,
+        pixel_values: torch.Tensor | None = None,       # (B, C, H, W) images (ViT-type embeddings)
+        input_values: torch.Tensor | None = None,       # (B, samples) raw audio (Wav2Vec2-type embeddings)
+        input_features: torch.Tensor | None = None,     # (B, mels, frames) log-mel audio (Whisper's encoder)
     ) -> ForwardOutput:
-        reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
-        B, T = reference.shape
-        device = reference.device
-        if attention_mask is None:
-            attention_mask = torch.ones(B, T, dtype=torch.long, device=device)
-        positions = torch.arange(T, device=device).expand(B, T)  # right padding: every row starts at 0
-        x = self.hook_embed(self.embed(input_ids=input_ids, token_type_ids=token_type_ids,
-                                       positions=positions, attention_mask=attention_mask,
-                                       inputs_embeds=inputs_embeds))  # (B, T, d)
+        signal = next((s for s in (pixel_values, input_values, input_features) if s is not None), None)
+        if signal is not None:
+            # image and audio embeddings make their own sequence (patches, frames) and its mask
+            x, attention_mask = self.embed.embed_signal(signal, attention_mask)  # (B, T, d), (B, T)
+            B, T = attention_mask.shape
+            positions = torch.arange(T, device=x.device).expand(B, T)
+            x = self.hook_embed(x)
+        else:
+            reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
+            B, T = reference.shape
+            device = reference.device
+            if attention_mask is None:
+                attention_mask = torch.ones(B, T, dtype=torch.long, device=device)
+            positions = torch.arange(T, device=device).expand(B, T)  # right padding: every row starts at 0
+            x = self.hook_embed(self.embed(input_ids=input_ids, token_type_ids=token_type_ids,
+                                           positions=positions, attention_mask=attention_mask,
+                                           inputs_embeds=inputs_embeds))  # (B, T, d)
         mask = additive_mask(attention_mask, self.cfg.causal, x.dtype)  # (B, 1, T|1, T)
         rotary = rotary_cos_sin(positions, self.cfg.d_head, self.cfg.rope_theta, x.dtype) if self.uses_rotary else None
         resid, attentions = [x], []
@@ -78,6 +89,8 @@ class TransformerModel(nn.Module):
         resid_final = self.hook_resid_final(x)
         final = self.final_norm(resid_final) if self.final_norm is not None else resid_final
         out = ForwardOutput(resid=resid, attentions=attentions, resid_final=resid_final, final=final)
+        if signal is not None:
+            out.extras["attention_mask"] = attention_mask  # (B, T) of patches or frames, made by the embedding
         if self.pooler is not None:
             out.extras["pooled"] = self.pooler(final)
         if self.head is not None:
