@@ -53,7 +53,7 @@ class Attention(nn.Module):
         x: torch.Tensor,                           # (B, T, d)
         mask: torch.Tensor | None,                 # additive (B, 1, T or 1, T); None = attend everywhere
         rotary: tuple[torch.Tensor, torch.Tensor] | None,
-        head_scale: torch.Tensor | None,           # (H,) multiplies each head's output; 0 masks it
+        head_scale: torch.Tensor | None,           # (H,) or per example (B, H): multiplies each head's output; 0 masks it
         capture: bool,
         kv: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -86,9 +86,11 @@ class Attention(nn.Module):
             z = F.scaled_dot_product_attention(q_h, k_h, v_h, attn_mask=mask, scale=scale)  # (B, H, T, dh)
         z = z.transpose(1, 2)  # (B, T, H, dh)
         if head_scale is not None:
-            z = z * head_scale.to(z.dtype)[None, None, :, None]
+            # a (B, H) scale lets one batch carry a different mask per example (batched ablation, per-example gradients)
+            per_example = head_scale.to(z.dtype).reshape(-1, self.n_heads)  # (B or 1, H)
+            z = z * per_example[:, None, :, None]
             if pattern is not None:  # report what transformers 4.x reports under head_mask
-                pattern = pattern * head_scale.to(pattern.dtype)[None, :, None, None]
+                pattern = pattern * per_example[:, :, None, None]
         z = self.hook_z(z)
         out = self.o_proj(z.reshape(B, T, self.n_heads * self.d_head))  # (B, T, d)
         return out, pattern

@@ -8,6 +8,7 @@ heads of that layer are pruned. Accepted forms:
 """
 from __future__ import annotations
 
+import operator
 from typing import Mapping, Union
 
 import torch
@@ -18,12 +19,51 @@ from .errors import HeadIndexError
 HeadSpec = Union[Mapping[int, object], torch.Tensor]
 
 
+def as_index(value: object, what: str) -> int:
+    """A whole number from ints, numpy or torch integers (widgets and DataFrames hand those over); never a bool."""
+    if isinstance(value, bool):
+        raise HeadIndexError(f"{what} must be a whole number; got {value!r}.")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise HeadIndexError(f"{what} must be a whole number; got {value!r}.") from None
+
+
+def heads_of(layer: int, chosen: object) -> list[int]:
+    """The head list of one layer: a list of heads, or one head alone."""
+    if isinstance(chosen, (str, bytes)) or not hasattr(chosen, "__iter__"):
+        chosen = [chosen]
+    return [as_index(h, f"Each head of layer {layer}") for h in chosen]
+
+
+def selected_heads(cfg: ModelConfig, spec: Mapping[int, object]) -> dict[int, list[int]]:
+    """{layer: [heads]} with plain ints, checked against the model; for pruning."""
+    if not isinstance(spec, Mapping):
+        raise HeadIndexError("Give heads as {layer: [heads]}, e.g. {2: [0, 5]}.")
+    out: dict[int, list[int]] = {}
+    for layer, chosen in spec.items():
+        layer = as_index(layer, f"Layer {layer!r}")
+        out[layer] = sorted(set(heads_of(layer, chosen)))
+        validate_heads(cfg, layer, out[layer])
+    return out
+
+
+def check_scale_shapes(cfg: ModelConfig, scales: Mapping[int, torch.Tensor]) -> None:
+    """Per-layer scales: (H_layer,) for the batch, or (B, H_layer) per example, over the heads present."""
+    for layer, vector in scales.items():
+        validate_heads(cfg, layer, [])
+        expected = len(cfg.heads_in_layer(layer))
+        if vector.dim() not in (1, 2) or vector.shape[-1] != expected:
+            raise HeadIndexError(f"Head scales of layer {layer} must have shape ({expected},) or (batch, {expected}), "
+                                 f"one per head present; got {tuple(vector.shape)}.")
+
+
 def validate_heads(cfg: ModelConfig, layer: int, heads: list[int], present_only: bool = True) -> None:
-    if not isinstance(layer, int) or not 0 <= layer < cfg.n_layers:
+    if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < cfg.n_layers:
         raise HeadIndexError(f"Layer {layer} is out of range: the model has layers 0..{cfg.n_layers - 1}.")
     present = cfg.heads_in_layer(layer) if present_only else list(range(cfg.n_heads))
     for head in heads:
-        if not isinstance(head, int) or not 0 <= head < cfg.n_heads:
+        if not isinstance(head, int) or isinstance(head, bool) or not 0 <= head < cfg.n_heads:
             raise HeadIndexError(f"Head {head} of layer {layer} is out of range: heads are 0..{cfg.n_heads - 1}.")
         if head not in present:
             raise HeadIndexError(f"Head {head} of layer {layer} was pruned; it cannot be selected.")
@@ -42,7 +82,11 @@ def head_scales_from_spec(cfg: ModelConfig, spec: HeadSpec) -> dict[int, torch.T
     if not isinstance(spec, Mapping):
         raise HeadIndexError("Give heads as {layer: [heads]}, {layer: {head: scale}}, or a (layers, heads) tensor.")
     for layer, chosen in spec.items():
-        per_head = dict(chosen) if isinstance(chosen, Mapping) else {h: 0.0 for h in chosen}
+        layer = as_index(layer, f"Layer {layer!r}")
+        if isinstance(chosen, Mapping):
+            per_head = {as_index(h, f"Head {h!r} of layer {layer}"): v for h, v in chosen.items()}
+        else:
+            per_head = {h: 0.0 for h in heads_of(layer, chosen)}
         validate_heads(cfg, layer, list(per_head))
         present = cfg.heads_in_layer(layer)
         vector = torch.ones(len(present))

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from .config import ModelConfig
 from .errors import HeadIndexError, InputError
 from .families import FAMILIES
-from .head_selection import HeadSpec, combine, head_scales_from_spec, validate_heads
+from .head_selection import HeadSpec, check_scale_shapes, combine, head_scales_from_spec, selected_heads
 from .heads import head_format
 from .hooks import HookFn, attach_hooks, name_hook_points
 from .tokenization import TextInput, TextTokenizer
@@ -90,6 +90,8 @@ class WorkbenchModel:
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None,
                 head_scales: dict[int, torch.Tensor] | None = None, capture: bool = True) -> ForwardOutput:
         """The network's forward with this context's head masks applied; gradients flow (no no_grad here)."""
+        if head_scales:
+            check_scale_shapes(self.config, head_scales)
         active = _ACTIVE_MASKS.get().get(id(self.network))
         if active:
             head_scales = combine(active, head_scales) if head_scales else active
@@ -171,8 +173,7 @@ class WorkbenchModel:
 
     def prune_heads(self, heads: dict[int, list[int]]) -> "WorkbenchModel":
         """A new model with these heads physically removed (original head numbers)."""
-        for layer, chosen in heads.items():
-            validate_heads(self.config, layer, list(chosen))
+        heads = selected_heads(self.config, heads)
         remaining = sum(len(self.config.heads_in_layer(l)) - len(set(heads.get(l, []))) for l in range(self.n_layers))
         if remaining == 0:
             raise HeadIndexError("Pruning every head of every layer would leave no attention at all; keep at least one.")
