@@ -1,0 +1,62 @@
+"""Forward speed of our core against transformers 4.x on the same random BERT-type weights.
+
+Prints, for seq 32, 128 and 512 on MiniLM-size and BERT-base-size models (batch 1):
+  capture ratio  = ours with full capture (every attention and hidden state)
+                   / transformers eager with output_attentions and output_hidden_states   (goal <= 1.0)
+  fast ratio     = ours without capture / transformers SDPA                                   (goal <= 1.10)
+Run: .venv/bin/python bench/forward.py [--batch N] [--repeats N]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._timing import interleaved_medians  # noqa: E402
+from models import load_model  # noqa: E402
+
+SIZES = {"MiniLM-size": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536),
+         "BERT-base-size": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--seqs", type=int, nargs="+", default=[32, 128, 512])
+    args = parser.parse_args()
+    import transformers as tf
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, transformers {tf.__version__}, threads {torch.get_num_threads()}, batch {args.batch}")
+    print(f"{'model':<16}{'seq':>5}{'ours capture ms':>17}{'eager+outputs ms':>18}{'capture ratio':>15}"
+          f"{'ours fast ms':>14}{'sdpa ms':>10}{'fast ratio':>12}")
+    for label, size in SIZES.items():
+        config = tf.BertConfig(vocab_size=30522, max_position_embeddings=512, **size)
+        with tempfile.TemporaryDirectory() as folder:
+            tf.BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+            ours = load_model(folder)
+            eager = tf.BertModel.from_pretrained(folder, attn_implementation="eager", add_pooling_layer=False).eval()
+            sdpa = tf.BertModel.from_pretrained(folder, attn_implementation="sdpa", add_pooling_layer=False).eval()
+        for seq in args.seqs:
+            ids = torch.randint(1000, 30000, (args.batch, seq))
+            mask = torch.ones_like(ids)
+            with torch.inference_mode():
+                medians = interleaved_medians({
+                    "ours_capture": lambda: ours.forward(input_ids=ids, attention_mask=mask, capture=True),
+                    "eager": lambda: eager(input_ids=ids, attention_mask=mask, output_attentions=True, output_hidden_states=True),
+                    "ours_fast": lambda: ours.forward(input_ids=ids, attention_mask=mask, capture=False),
+                    "sdpa": lambda: sdpa(input_ids=ids, attention_mask=mask),
+                }, repeats=args.repeats)
+            ms = {k: v * 1000 for k, v in medians.items()}
+            print(f"{label:<16}{seq:>5}{ms['ours_capture']:>17.1f}{ms['eager']:>18.1f}"
+                  f"{ms['ours_capture'] / ms['eager']:>15.3f}{ms['ours_fast']:>14.1f}{ms['sdpa']:>10.1f}"
+                  f"{ms['ours_fast'] / ms['sdpa']:>12.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
