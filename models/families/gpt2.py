@@ -56,8 +56,9 @@ def _from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
         hf, ours = f"h.{i}.", f"blocks.{i}."
         w = _widths(cfg, i)
         # Conv1D keeps weights as (in, out): transpose to Linear's (out, in); c_attn fuses q, k, v
-        q, k, v = sd[f"{hf}attn.c_attn.weight"].t().split(w, dim=0)
-        qb, kb, vb = sd[f"{hf}attn.c_attn.bias"].split(w, dim=0)
+        # explicit sizes: split(0) of a layer whose heads are all pruned would give one chunk, not three
+        q, k, v = sd[f"{hf}attn.c_attn.weight"].t().split([w, w, w], dim=0)
+        qb, kb, vb = sd[f"{hf}attn.c_attn.bias"].split([w, w, w], dim=0)
         out.update({
             f"{ours}attn.q_proj.weight": q, f"{ours}attn.k_proj.weight": k, f"{ours}attn.v_proj.weight": v,
             f"{ours}attn.q_proj.bias": qb, f"{ours}attn.k_proj.bias": kb, f"{ours}attn.v_proj.bias": vb,
