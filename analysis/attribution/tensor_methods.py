@@ -111,7 +111,7 @@ def occlusion(f: TensorForward, x: TensorInput, target: Target, window: int = 1,
     progress(0.0, "occlusion")
     raw = Occlusion(f).attribute(x.values, sliding_window_shapes=windows, strides=strides, baselines=x.baseline,
                                  target=target.index, perturbations_per_eval=16)[0].detach()
-    # every channel of a unit got the same share: summing would count it once per channel
+    # Captum gives every channel in a window the window's whole drop: summing would count it once per channel
     scores = raw.reshape(-1, *raw.shape[lead:]).mean(dim=0) if lead else raw
     return Attribution("occlusion", scores=scores, raw=raw, signed=True, seconds=time.perf_counter() - start,
                        notes=[f"window {window}, stride {stride}"])
