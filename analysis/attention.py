@@ -33,6 +33,25 @@ def example_attentions(trace: Trace, example: int = 0) -> tuple[torch.Tensor, ..
     return tuple(a[example, :, :n, :n].float() for a in trace.attentions)  # each (H, n, n)
 
 
+def dense_attentions(trace: Trace, n_heads: int, example: int = 0) -> tuple[torch.Tensor, ...]:
+    """Per-layer (1, n_heads, n, n) patterns with each head at its original number.
+
+    A pruned head's slot is all zeros (draws nothing), so views that expect the same number of
+    heads in every layer (bertviz) still label the remaining heads by their real names.
+    """
+    patterns = example_attentions(trace, example)
+    out = []
+    for layer, pattern in enumerate(patterns):
+        ids = trace.head_ids[layer] if trace.head_ids else list(range(pattern.shape[0]))
+        if ids == list(range(n_heads)):
+            out.append(pattern[None])  # (1, H, n, n) nothing pruned: no copy
+            continue
+        full = pattern.new_zeros((1, n_heads, *pattern.shape[1:]))  # (1, n_heads, n, n)
+        full[0, ids] = pattern
+        out.append(full)
+    return tuple(out)
+
+
 def special_token_mask(tokens: Sequence[str], special_tokens: Collection[str]) -> torch.Tensor:
     """(n,) bool: True where the token is one of the tokenizer's special tokens ([CLS], [SEP], <s>, ...)."""
     special = set(special_tokens)
@@ -156,5 +175,17 @@ def rollout_per_layer(attentions: Sequence[torch.Tensor], residual_weight: float
     return torch.stack(out)  # (L, n, n)
 
 
-__all__ = ["head_statistics", "head_pattern", "special_token_mask", "example_attentions", "top_k_attention",
+def special_tokens_of(model) -> set[str]:
+    """The tokenizer's special tokens ([CLS], [SEP], <s>, <|endoftext|>, ...), not counting [UNK].
+
+    [UNK] stands in for a real word the vocabulary lacks, so attention to it is attention to a word.
+    """
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        return set()
+    return {text for role, text in tokenizer.special.items() if role != "unk_token"}
+
+
+__all__ = ["dense_attentions", "head_statistics", "head_pattern", "special_token_mask", "special_tokens_of",
+           "example_attentions", "top_k_attention",
            "SparseAttention", "rollout_per_layer", "MEAN_OF_LAYER", "STAT_COLUMNS"]

@@ -1,7 +1,8 @@
 """Models load once per process and are shared, read-only, by every session.
 
 Anything a user changes (a pruned copy, new tokens, a new head) is a new model kept in that
-user's `st.session_state`, never written back into this cache.
+user's `st.session_state`, never written back into this cache. Each session model remembers the
+Python expression that rebuilds it, so a page's "code to reproduce" can start from it.
 """
 from __future__ import annotations
 
@@ -23,6 +24,31 @@ def shared_model(name: str) -> models.WorkbenchModel:
 def session_models() -> dict[str, models.WorkbenchModel]:
     """Models owned by this session: pruned copies, grown vocabularies, new heads, by display name."""
     return st.session_state.setdefault("session_models", {})
+
+
+def _recipes() -> dict[str, str]:
+    return st.session_state.setdefault("session_model_recipes", {})
+
+
+def add_session_model(name: str, model: models.WorkbenchModel, recipe: str | None = None) -> str:
+    """Keep ``model`` for this session under ``name``; ``recipe`` is Python that rebuilds it.
+
+    Example: ``add_session_model("minilm − 2 heads", pruned, 'load_model("minilm").prune_heads({1: [0, 2]})')``.
+    """
+    session_models()[name] = model
+    if recipe:
+        _recipes()[name] = recipe
+    return name
+
+
+def model_recipe(name: str) -> str:
+    """Python expression that gives the model called ``name`` (shared: ``load_model(name)``)."""
+    recipe = _recipes().get(name)
+    if recipe:
+        return recipe
+    if name in session_models():
+        return f"...  # {name!r} was made in this app session; rebuild it as that page's code shows"
+    return f"load_model({name!r})"
 
 
 def get_model(name: str) -> models.WorkbenchModel:

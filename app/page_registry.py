@@ -14,4 +14,5 @@ class PageEntry:
 
 PAGES: list[PageEntry] = [
     PageEntry("attention.py", "Attention", "🎯", "attention"),
+    PageEntry("hidden_states.py", "Hidden states", "🧬", "hidden-states"),
 ]

@@ -1,6 +1,12 @@
-"""The sidebar: which model, which input. Every page reads the choice through these functions."""
+"""The sidebar: which model, which input. Every page reads the choice through these functions.
+
+A link can preset the choice for a new session: ``?model=smollm2&text=The+cat+sat`` (an
+embedded or session model name, or any folder / hub id). Educators share such links; the
+browser tests use them to start eight sessions on different models at once.
+"""
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import streamlit as st
@@ -12,6 +18,7 @@ from .model_cache import session_models
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL, HUB = "Local folder…", "Hugging Face hub id…"
 TEXT_MODELS = ["minilm", "sre-minilm", "smollm2"]
+_FROM_LINK = "_sidebar_read_link"
 
 
 def model_choices() -> list[str]:
@@ -19,9 +26,30 @@ def model_choices() -> list[str]:
     return names + list(session_models()) + [LOCAL, HUB]
 
 
+def _apply_link_once() -> None:
+    """Read ``?model=`` and ``?text=`` on a session's first run only; later the widgets rule."""
+    if st.session_state.get(_FROM_LINK):
+        return
+    st.session_state[_FROM_LINK] = True
+    model = (st.query_params.get("model") or "").strip()
+    if model:
+        if model in model_choices():
+            st.session_state["model_choice"] = model
+        elif model.startswith((".", "/", "~")):
+            st.session_state["model_choice"], st.session_state["model_folder"] = LOCAL, model
+        else:
+            st.session_state["model_choice"], st.session_state["model_hub_id"] = HUB, model
+    text = st.query_params.get("text")
+    if text:
+        st.session_state["_link_text"] = text
+
+
 def render_sidebar() -> None:
+    _apply_link_once()
     st.sidebar.title("Transformer Workbench")
     choices = model_choices()
+    if st.session_state.get("model_choice") not in choices:  # a session model that is gone, say
+        st.session_state.pop("model_choice", None)
     choice = st.sidebar.selectbox("Model", choices, key="model_choice",
                                   format_func=lambda n: f"{n} — {DESCRIPTIONS[n]}" if n in DESCRIPTIONS else n)
     if choice == LOCAL:
@@ -51,14 +79,41 @@ def example_sentences() -> list[str]:
     return ["The animal didn't cross the street because it was too tired."]
 
 
+def example_pairs() -> list[tuple[str, str]]:
+    """Question/answer pairs from sample_data/sentence_pairs.csv (columns first, second)."""
+    path = ROOT / "sample_data" / "sentence_pairs.csv"
+    pairs: list[tuple[str, str]] = []
+    if path.exists():
+        with path.open(newline="", encoding="utf-8") as handle:
+            pairs = [(row["first"].strip(), row["second"].strip()) for row in csv.DictReader(handle)
+                     if row.get("first") and row.get("second")]
+    return pairs or [("Who barked at the mailman?", "The neighbour's dog did.")]
+
+
+def _fill_pair(key: str) -> None:
+    """Callback: copy the chosen example pair into the two editable fields."""
+    first, second = st.session_state[f"{key}_pair_example"]
+    st.session_state[f"{key}_first"], st.session_state[f"{key}_second"] = first, second
+
+
 def text_input(key: str = "text", allow_pairs: bool = True) -> str | tuple[str, str]:
     """Free text, an example sentence, or (for encoders) a sentence pair."""
     modes = ["Free text", "Example"] + (["Sentence pair"] if allow_pairs else [])
+    if st.session_state.get(f"{key}_mode") not in modes:  # e.g. pairs chosen, then a causal LM picked
+        st.session_state.pop(f"{key}_mode", None)
     mode = st.radio("Input", modes, horizontal=True, key=f"{key}_mode")
     if mode == "Example":
         return st.selectbox("Example sentence", example_sentences(), key=f"{key}_example")
     if mode == "Sentence pair":
-        first = st.text_input("First sentence", "Who barked at the mailman?", key=f"{key}_first")
-        second = st.text_input("Second sentence", "The neighbour's dog did.", key=f"{key}_second")
+        pairs = example_pairs()
+        st.selectbox("Example pair", pairs, key=f"{key}_pair_example", format_func=lambda p: f"{p[0]} / {p[1]}",
+                     on_change=_fill_pair, args=(key,))
+        # defaults through session state, not the widgets: the callback above also writes these keys
+        st.session_state.setdefault(f"{key}_first", pairs[0][0])
+        st.session_state.setdefault(f"{key}_second", pairs[0][1])
+        left, right = st.columns(2)
+        first = left.text_input("First sentence", key=f"{key}_first")
+        second = right.text_input("Second sentence", key=f"{key}_second")
         return (first, second)
-    return st.text_area("Text", example_sentences()[0], key=f"{key}_free", height=80)
+    default = st.session_state.get("_link_text") or example_sentences()[0]
+    return st.text_area("Text", default, key=f"{key}_free", height=80)

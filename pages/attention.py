@@ -1,12 +1,61 @@
-"""Attention page: the tokens and one head's (or a layer's mean) attention as a heatmap."""
+"""Attention page: bertviz views (offline), a heatmap, per-head statistics, rollout, exports, code.
+
+Thin on purpose: widgets -> analysis call -> render. Numbers come from ``analysis.attention``
+and ``analysis.rollout``, views from ``app.bertviz_offline`` / ``app.sparse_view`` chosen by
+``app.view_plan``. A trace is computed once per (model, text, ablation) in this session.
+"""
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
+from analysis.attention import (MEAN_OF_LAYER, STAT_COLUMNS, dense_attentions, example_attentions, head_pattern,
+                                head_statistics, rollout_per_layer, special_tokens_of)
+from app.bertviz_offline import head_view_html, model_view_html, payload_size_bytes
+from app.exports import figure_html, frame_csv, matrix_frame, matrix_png
 from app.guard import shown_errors
-from app.model_cache import get_model
-from app.plots import attention_heatmap
+from app.model_cache import add_session_model, get_model, model_recipe, session_models
+from app.plots import attention_heatmap, head_stat_grid, token_bar
+from app.reproduce import attention_code
 from app.sidebar import selected_model_name, text_input
+from app.sparse_view import sparse_head_view_html
+from app.state import int_slider, keep_valid, keep_valid_many, session_memo
+from app.view_plan import HEAD_VIEW, MODEL_VIEW, VIEWS, plan_view
+from models.errors import WorkbenchError
+
+MEAN_LABEL = "mean of layer"
+
+
+def head_label(layer: int, head: int) -> str:
+    return f"L{layer}.H{head}"
+
+
+def parse_heads(labels: list[str]) -> dict[int, list[int]]:
+    """["L1.H0", "L1.H2"] -> {1: [0, 2]}."""
+    spec: dict[int, list[int]] = {}
+    for label in labels:
+        layer, head = label[1:].split(".H")
+        spec.setdefault(int(layer), []).append(int(head))
+    return spec
+
+
+def keep_pruned_copy(name: str, labels: list[str]) -> None:
+    """Button callback: a pruned copy for this session only; the shared model is untouched."""
+    spec = parse_heads(labels)
+    try:
+        pruned = get_model(name).prune_heads(spec)
+    except WorkbenchError as error:
+        st.session_state["attention_prune_error"] = str(error)
+        return
+    base, count, suffix = name, sum(len(h) for h in spec.values()), 1
+    new_name = f"{base} − {count} head{'s' if count > 1 else ''}"
+    while new_name in session_models():
+        suffix += 1
+        new_name = f"{base} − {count} heads ({suffix})"
+    add_session_model(new_name, pruned, f"{model_recipe(name)}.prune_heads({spec!r})")
+    st.session_state["model_choice"] = new_name  # allowed: callbacks run before the sidebar is drawn
+    st.session_state["attention_ablate"] = []
+
 
 st.header("Attention")
 name = selected_model_name()
@@ -14,24 +63,153 @@ if name is None:
     st.info("Type a folder or hub id in the sidebar.")
     st.stop()
 
+model = None
 with shown_errors(f"loading {name}"):
     model = get_model(name)
-    text = text_input("attention", allow_pairs=not model.config.causal)
-    trace = model.run(text)
-    for warning in trace.warnings:
-        st.warning(warning)
-    tokens = trace.tokens[0]
-    st.caption(f"{len(tokens)} tokens · {model.n_layers} layers × {model.n_heads} heads")
-    st.write(" ".join(f"`{t}`" for t in tokens))
-    col_layer, col_head = st.columns(2)
-    layer = col_layer.slider("Layer", 0, model.n_layers - 1, 0, key="attention_layer")
-    heads = trace.head_ids[layer]
-    head_options = ["mean of layer"] + heads
-    head = col_head.selectbox("Head", head_options, key="attention_head")
-    pattern = trace.attentions[layer][0]  # (H, T, T)
-    if head == "mean of layer":
-        weights = pattern.mean(0)
+if model is None:
+    st.stop()
+
+text = text_input("attention", allow_pairs=not model.config.causal)
+
+all_heads = [head_label(layer, head) for layer, ids in enumerate(model.head_ids()) for head in ids]
+keep_valid_many("attention_ablate", all_heads)
+with st.expander("Ablate heads (this session only)"):
+    ablate = st.multiselect("Heads to mask while running", all_heads, key="attention_ablate",
+                            help="Masked as transformers 4.x head_mask does: the head's output is zeroed. "
+                                 "Later layers' attention changes; the masked head's own pattern does not.")
+    st.button("Keep a pruned copy without these heads", key="attention_prune", disabled=not ablate,
+              on_click=keep_pruned_copy, args=(name, list(ablate)),
+              help="A new model for this session (pick it in the sidebar); other sessions never see it.")
+    if st.session_state.get("attention_prune_error"):
+        st.error(st.session_state.pop("attention_prune_error"))
+mask = parse_heads(ablate)
+
+trace = None
+with shown_errors("running the model"):
+    trace_key = (name, id(model), repr(text), repr(sorted(mask.items())))
+
+    def run():
+        if mask:
+            with model.mask_heads(mask):
+                return model.run(text)
+        return model.run(text)
+
+    trace = session_memo("attention_trace", trace_key, run)
+if trace is None:
+    st.stop()
+
+for warning in trace.warnings:
+    st.warning(warning)
+tokens = trace.tokens[0]
+n = len(tokens)
+heads_per_layer = [len(ids) for ids in trace.head_ids]
+st.caption(f"{n} tokens · {model.n_layers} layers × {model.n_heads} heads"
+           + (f" · masked: {', '.join(ablate)}" if ablate else ""))
+st.write(" ".join(f"`{t}`" for t in tokens))
+
+col_layer, col_head = st.columns(2)
+layer = int_slider(col_layer, "Layer", 0, model.n_layers - 1, key="attention_layer", default=0)
+head_options = [MEAN_LABEL] + trace.head_ids[layer]
+keep_valid("attention_head", head_options, default=MEAN_LABEL)
+head = col_head.selectbox("Head", head_options, key="attention_head")
+head_arg = MEAN_OF_LAYER if head == MEAN_LABEL else head
+title = f"Layer {layer}, {'mean of heads' if head == MEAN_LABEL else f'head {head}'}"
+
+tab_view, tab_heatmap, tab_stats, tab_rollout, tab_code = st.tabs(
+    ["Head & model view", "Heatmap", "Per-head statistics", "Rollout", "Code to reproduce"])
+
+with tab_view, shown_errors("drawing the attention view"):
+    left, right = st.columns([3, 1])
+    requested = left.radio("View", VIEWS, horizontal=True, key="attention_view")
+    top_k = right.slider("Top-k keys per query (sparse view)", 1, 16, 5, key="attention_top_k")
+    plan = plan_view(requested, n, heads_per_layer, layer, top_k)
+    st.caption(plan.reason)
+    selected = None if head == MEAN_LABEL else [head]
+    b_start = None
+    if trace.token_type_ids is not None and int(trace.token_type_ids[0].max()) > 0:
+        b_start = int((trace.token_type_ids[0] == 1).nonzero()[0])
+
+    def build_view() -> str:
+        if plan.view in (HEAD_VIEW, MODEL_VIEW):
+            dense = dense_attentions(trace, model.n_heads)  # (1, H, n, n) per layer, heads at their numbers
+            if plan.view == HEAD_VIEW:
+                return head_view_html(dense, tokens, sentence_b_start=b_start, layer=layer,
+                                      heads=selected, include_layers=plan.include_layers)
+            return model_view_html(dense, tokens, sentence_b_start=b_start, include_layers=plan.include_layers,
+                                   display_mode="light")
+        return sparse_head_view_html(example_attentions(trace)[layer], tokens, trace.head_ids[layer], layer,
+                                     top_k=top_k, selected_heads=selected)
+
+    view_key = (trace_key, plan, top_k, layer if plan.view != MODEL_VIEW else None, head, b_start)
+    html = session_memo("attention_view_html", view_key, build_view)
+    if plan.view == MODEL_VIEW:
+        height = 720
     else:
-        weights = pattern[heads.index(head)]
-    st.plotly_chart(attention_heatmap(weights.numpy(), tokens, title=f"Layer {layer}, head {head}"),
-                    key="attention_heatmap")
+        height = min(1000, 120 + (22 if plan.view == HEAD_VIEW or n <= 64 else 16) * n)
+    st.iframe(html, height=height)
+    st.caption(f"Sent to the browser: {payload_size_bytes(html) / 1e6:.2f} MB (libraries inlined, no network).")
+
+with tab_heatmap, shown_errors("drawing the heatmap"):
+    weights = head_pattern(trace, layer, head_arg).numpy()  # (n, n)
+    fig = attention_heatmap(weights, tokens, title=title)
+    st.plotly_chart(fig, key="attention_heatmap")
+    query, key_pos = divmod(int(weights.argmax()), n)
+    row_entropy = float(-(weights * np.log(np.clip(weights, 1e-30, None))).sum(-1).mean())
+    st.caption(f"{title}: strongest weight {weights[query, key_pos]:.3f}, from {query}:{tokens[query]} "
+               f"to {key_pos}:{tokens[key_pos]}; mean row entropy {row_entropy:.3f} nats.")
+    stem = f"attention_{name}_L{layer}_{'mean' if head == MEAN_LABEL else f'H{head}'}".replace("/", "_")
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Figure as PNG", lambda: matrix_png(weights, tokens, tokens, title, "key (attended to)",
+                                                           "query (attending)"),
+                       file_name=f"{stem}.png", mime="image/png", key="attention_png", on_click="ignore")
+    c2.download_button("Figure as HTML", lambda: figure_html(fig), file_name=f"{stem}.html", mime="text/html",
+                       key="attention_html", on_click="ignore")
+    c3.download_button("Numbers as CSV", lambda: frame_csv(matrix_frame(weights, tokens, tokens), index=True),
+                       file_name=f"{stem}.csv", mime="text/csv", key="attention_csv", on_click="ignore")
+
+with tab_stats, shown_errors("computing per-head statistics"):
+    stats = session_memo("attention_stats", trace_key, lambda: head_statistics(
+        trace, special_tokens_of(model), causal=model.config.causal))
+    column = st.selectbox("Statistic", STAT_COLUMNS, key="attention_stat")
+    st.plotly_chart(head_stat_grid(stats, column, model.n_heads), key="attention_stat_grid")
+    best = stats.loc[stats[column].idxmax()]
+    st.caption(f"Highest {column}: L{int(best['layer'])}.H{int(best['head'])} ({best[column]:.3f}). "
+               "entropy in nats; mean_distance in tokens; to_special, to_previous, to_self are shares of attention.")
+    st.dataframe(stats, key="attention_stats_table", hide_index=True,
+                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in STAT_COLUMNS})
+    st.download_button("Table as CSV", frame_csv(stats), file_name=f"head_statistics_{name}.csv".replace("/", "_"),
+                       mime="text/csv", key="attention_stats_csv", on_click="ignore")
+
+with tab_rollout, shown_errors("computing attention rollout"):
+    st.caption("Attention rollout (Abnar & Zuidema 2020): each layer's head-mean attention mixed with the identity "
+               "for the residual connection, multiplied from the first layer up to the selected one.")
+    residual = st.slider("Residual share", 0.0, 1.0, 0.5, 0.05, key="attention_rollout_residual")
+    rollouts = session_memo("attention_rollout", (trace_key, residual),
+                            lambda: rollout_per_layer(example_attentions(trace), residual_weight=residual))
+    rollout = rollouts[layer].numpy()  # (n, n)
+    roll_fig = attention_heatmap(rollout, tokens, title=f"Rollout through layer {layer}")
+    st.plotly_chart(roll_fig, key="attention_rollout_heatmap")
+    query_default = n - 1 if model.config.causal else 0  # what a causal LM predicts from / BERT's [CLS]
+    keep_valid("attention_rollout_query", range(n), default=query_default)
+    query = st.selectbox("Position", list(range(n)), key="attention_rollout_query",
+                         format_func=lambda i: f"{i}: {tokens[i]}")
+    st.plotly_chart(token_bar(rollout[query], tokens, title=f"How much each input token reaches {query}:{tokens[query]}"),
+                    key="attention_rollout_bar")
+    top = int(rollout[query].argmax())
+    st.caption(f"Through layer {layer}, position {query}:{tokens[query]} draws most on {top}:{tokens[top]} "
+               f"({rollout[query, top]:.3f}).")
+    stem = f"rollout_{name}_L{layer}".replace("/", "_")
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Figure as PNG", lambda: matrix_png(rollout, tokens, tokens, f"Rollout through layer {layer}",
+                                                           "input token", "position"),
+                       file_name=f"{stem}.png", mime="image/png", key="attention_rollout_png", on_click="ignore")
+    c2.download_button("Figure as HTML", lambda: figure_html(roll_fig), file_name=f"{stem}.html", mime="text/html",
+                       key="attention_rollout_html", on_click="ignore")
+    c3.download_button("Numbers as CSV", lambda: frame_csv(matrix_frame(rollout, tokens, tokens), index=True),
+                       file_name=f"{stem}.csv", mime="text/csv", key="attention_rollout_csv", on_click="ignore")
+
+with tab_code:
+    st.caption("Runs in a notebook from the repository root and gives the numbers shown on this page.")
+    st.code(attention_code(model_recipe(name), text, layer, head_arg, mask,
+                           residual_weight=st.session_state.get("attention_rollout_residual", 0.5)),
+            language="python")

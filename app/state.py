@@ -1,0 +1,73 @@
+"""Per-session memory for the pages: results kept between reruns, widget values kept valid.
+
+Streamlit reruns a page top to bottom on every click. A trace of SmolLM2 at 512 tokens takes
+seconds and holds ~280 MB of attention, so each session keeps only its last few results, in
+its own `st.session_state` (never shared: another session's text must not show up here).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, TypeVar
+
+import streamlit as st
+
+T = TypeVar("T")
+_MISSING = object()
+
+
+def session_memo(namespace: str, key: Hashable, compute: Callable[[], T], max_entries: int = 2) -> T:
+    """``compute()`` once per ``key`` in this session; keep the ``max_entries`` most recent results."""
+    store: OrderedDict = st.session_state.setdefault(f"_memo_{namespace}", OrderedDict())
+    if key in store:
+        store.move_to_end(key)
+        return store[key]
+    value = compute()
+    store[key] = value
+    while len(store) > max_entries:
+        store.popitem(last=False)
+    return value
+
+
+def keep_valid(key: str, options: Sequence[Any], default: Any) -> None:
+    """Before a selectbox/radio is drawn: give it ``default`` if it has no value or a stale one.
+
+    Switching models changes the options (layers, heads); a stale value would otherwise raise.
+    Widgets set up this way take no default of their own (Streamlit warns when both are given),
+    and the state is written only when it changes.
+    """
+    if st.session_state.get(key, _MISSING) not in options:
+        st.session_state[key] = default
+
+
+def keep_valid_many(key: str, options: Sequence[Any]) -> None:
+    """Before a multiselect is drawn: keep only remembered values that are still options."""
+    if key in st.session_state:
+        allowed = set(options)
+        kept = [v for v in st.session_state[key] if v in allowed]
+        if kept != list(st.session_state[key]):
+            st.session_state[key] = kept
+
+
+def clamp(key: str, low: int, high: int, default: int) -> None:
+    """Before a slider is drawn: give it ``default``, or pull a remembered number back into [low, high]."""
+    if key not in st.session_state:
+        st.session_state[key] = default
+        return
+    value = st.session_state[key]
+    fixed = min(max(value, low), high)
+    if fixed != value:
+        st.session_state[key] = fixed
+
+
+def int_slider(container, label: str, low: int, high: int, key: str, default: int) -> int:
+    """A slider over [low, high] that keeps a valid value across model switches.
+
+    Streamlit refuses a slider whose ends are equal (a one-layer model); then the only value is
+    shown as text instead.
+    """
+    if high <= low:
+        container.caption(f"{label}: {low} (the only one)")
+        return low
+    clamp(key, low, high, default)
+    return container.slider(label, low, high, key=key)
