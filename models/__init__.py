@@ -5,6 +5,7 @@ from .errors import (HeadIndexError, InputError, ModelNotFoundError, Unsupported
 from .loading import load_folder, load_model
 from .trace import Trace
 from .workbench_model import WorkbenchModel
+from . import modal_loading  # noqa: F401,E402  (registers the image and audio families' loaders)
 
 __all__ = [
     "load_model", "load_folder", "embedded_names", "Trace", "WorkbenchModel",

@@ -26,6 +26,21 @@ class Trace:
     extras: dict[str, Any] = field(default_factory=dict)     # family-specific outputs (encoder/decoder/cross attentions, ...)
 
     @property
+    def encoder_attentions(self) -> tuple[torch.Tensor, ...]:
+        """Encoder self-attention (B, H, S, S) per layer: an encoder-decoder's, or an encoder-only model's own."""
+        return self.extras.get("encoder_attentions", self.attentions if "cross_attentions" not in self.extras else ())
+
+    @property
+    def decoder_attentions(self) -> tuple[torch.Tensor, ...]:
+        """Decoder self-attention (B, H, T, T) per layer of an encoder-decoder (== `attentions`); () otherwise."""
+        return self.extras.get("decoder_attentions", ())
+
+    @property
+    def cross_attentions(self) -> tuple[torch.Tensor, ...]:
+        """Decoder-to-encoder attention (B, H, T, S) per layer of an encoder-decoder; () otherwise."""
+        return self.extras.get("cross_attentions", ())
+
+    @property
     def lengths(self) -> list[int]:
         return [int(n) for n in self.attention_mask.sum(dim=1)]
 
@@ -48,4 +63,16 @@ class Trace:
             pooled=self.pooled[index : index + 1] if self.pooled is not None else None,
             head_ids=self.head_ids, warnings=self.warnings, texts=self.texts[index : index + 1],
             model_name=self.model_name, modality=self.modality,
+            extras={k: _pick_example(v, index, len(self.tokens)) for k, v in self.extras.items()},
         )
+
+
+def _pick_example(value: Any, index: int, batch: int) -> Any:
+    """One example's share of an `extras` entry: batch-first tensors, tuples of them, or per-example lists."""
+    if isinstance(value, torch.Tensor):
+        return value[index : index + 1] if value.dim() > 0 and value.shape[0] == batch else value
+    if isinstance(value, tuple) and value and all(isinstance(v, torch.Tensor) for v in value):
+        return tuple(_pick_example(v, index, batch) for v in value)
+    if isinstance(value, list) and len(value) == batch:
+        return value[index : index + 1]
+    return value

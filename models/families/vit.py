@@ -1,0 +1,127 @@
+"""ViT, the Vision Transformer (Dosovitskiy et al. 2021, "An Image is Worth 16x16 Words").
+
+An image is cut into P x P patches; each patch is linearly embedded (a stride-P convolution), a
+learned [CLS] vector is put in front, and learned position embeddings are added. The encoder is
+pre-norm (LayerNorm before attention and before the GELU MLP) with a final LayerNorm; the image
+classifier reads the [CLS] position after that norm.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import InputError
+from ..heads import HeadFormat, register_head
+from ..transformer import TransformerModel
+from .base import Family, StateDict, register, rename
+
+
+class PatchEmbeddings(nn.Module):
+    """pixels (B, C, H, W) -> [CLS] + one vector per patch, plus learned positions: (B, 1 + N, d)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        hf = cfg.hf_config
+        self.image_size = _pair(hf.get("image_size", 224))
+        self.patch_size = _pair(hf.get("patch_size", 16))
+        self.num_channels = hf.get("num_channels", 3)
+        self.grid = (self.image_size[0] // self.patch_size[0], self.image_size[1] // self.patch_size[1])
+        self.projection = nn.Conv2d(self.num_channels, cfg.d_model, kernel_size=self.patch_size, stride=self.patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.d_model))
+        self.position = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1] + 1, cfg.d_model))
+
+    def embed_signal(self, pixel_values: torch.Tensor, attention_mask: torch.Tensor | None):
+        B, C, H, W = pixel_values.shape
+        if (H, W) != self.image_size or C != self.num_channels:
+            raise InputError(f"This ViT reads {self.num_channels} x {self.image_size[0]} x {self.image_size[1]} "
+                             f"pixel values; got {C} x {H} x {W}. Pass images through the model's processor.")
+        patches = self.projection(pixel_values.to(self.projection.weight.dtype))  # (B, d, gh, gw)
+        patches = patches.flatten(2).transpose(1, 2)  # (B, N, d), row-major over the grid
+        x = torch.cat([self.cls_token.expand(B, -1, -1), patches], dim=1) + self.position  # (B, 1 + N, d)
+        return x, torch.ones(B, x.shape[1], dtype=torch.long, device=x.device)
+
+
+def _pair(value) -> tuple[int, int]:
+    return (int(value[0]), int(value[1])) if isinstance(value, (list, tuple)) else (int(value), int(value))
+
+
+class ClsClassifierHead(nn.Module):
+    """ViTForImageClassification: a linear layer on the [CLS] position after the final norm."""
+
+    def __init__(self, cfg: ModelConfig, num_labels: int) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(cfg.d_model, num_labels)
+
+    def forward(self, final, extras, attention_mask):
+        return self.classifier(final[:, 0])  # (B, num_labels)
+
+
+class ViTPooler(nn.Module):
+    """ViTModel's pooler: tanh(dense(h[CLS]))."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(d_model, d_model)
+
+    def forward(self, final: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(final[:, 0]))  # (B, d)
+
+
+def _config(hf: dict[str, Any]) -> ModelConfig:
+    n_heads = hf["num_attention_heads"]
+    size, patch = _pair(hf.get("image_size", 224)), _pair(hf.get("patch_size", 16))
+    return ModelConfig(
+        family="vit", n_layers=hf["num_hidden_layers"], n_heads=n_heads, n_kv_heads=n_heads,
+        d_model=hf["hidden_size"], d_head=hf["hidden_size"] // n_heads, d_mlp=hf["intermediate_size"],
+        vocab_size=0, max_positions=(size[0] // patch[0]) * (size[1] // patch[1]) + 1,
+        norm_eps=hf.get("layer_norm_eps", 1e-12), activation=hf.get("hidden_act", "gelu"),
+        attention_bias=hf.get("qkv_bias", True),
+        pruned_heads={int(k): list(v) for k, v in hf.get("pruned_heads", {}).items()}, hf_config=dict(hf),
+    )
+
+
+def _config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
+    return {**cfg.hf_config, "pruned_heads": {str(k): v for k, v in cfg.pruned_heads.items()}}
+
+
+def _build(cfg: ModelConfig) -> TransformerModel:
+    return TransformerModel(cfg, PatchEmbeddings(cfg), norm_kind="layer", norm_first=True, gated_mlp=False,
+                            uses_rotary=False, final_norm=True)
+
+
+def _pairs(cfg: ModelConfig, has_pooler: bool) -> list[tuple[str, str]]:
+    """(HF name, our name) for every ViTModel weight."""
+    pairs = [("embeddings.cls_token", "embed.cls_token"),
+             ("embeddings.position_embeddings", "embed.position"),
+             ("embeddings.patch_embeddings.projection.weight", "embed.projection.weight"),
+             ("embeddings.patch_embeddings.projection.bias", "embed.projection.bias"),
+             ("layernorm.weight", "final_norm.weight"), ("layernorm.bias", "final_norm.bias")]
+    for i in range(cfg.n_layers):
+        hf, ours = f"encoder.layer.{i}.", f"blocks.{i}."
+        for p in ("weight", "bias"):
+            if p == "weight" or cfg.attention_bias:
+                pairs += [(f"{hf}attention.attention.query.{p}", f"{ours}attn.q_proj.{p}"),
+                          (f"{hf}attention.attention.key.{p}", f"{ours}attn.k_proj.{p}"),
+                          (f"{hf}attention.attention.value.{p}", f"{ours}attn.v_proj.{p}")]
+            pairs += [(f"{hf}attention.output.dense.{p}", f"{ours}attn.o_proj.{p}"),
+                      (f"{hf}layernorm_before.{p}", f"{ours}ln1.{p}"),
+                      (f"{hf}layernorm_after.{p}", f"{ours}ln2.{p}"),
+                      (f"{hf}intermediate.dense.{p}", f"{ours}mlp.fc_in.{p}"),
+                      (f"{hf}output.dense.{p}", f"{ours}mlp.fc_out.{p}")]
+    if has_pooler:
+        pairs += [("pooler.dense.weight", "pooler.dense.weight"), ("pooler.dense.bias", "pooler.dense.bias")]
+    return pairs
+
+
+VIT = register(Family(
+    name="vit", model_types=("vit",), config_from_hf=_config, config_to_hf=_config_to_hf, build=_build,
+    state_dict_from_hf=lambda sd, cfg: rename(sd, _pairs(cfg, "pooler.dense.weight" in sd)),
+    state_dict_to_hf=lambda sd, cfg: rename(sd, [(o, h) for h, o in _pairs(cfg, "pooler.dense.weight" in sd)]),
+    hf_prefix=lambda cfg: "vit.", modality="image",
+))
+register_head("image-classification", "vit", HeadFormat(
+    "ViTForImageClassification", lambda cfg, n: ClsClassifierHead(cfg, n),
+    [("classifier.weight", "classifier.weight"), ("classifier.bias", "classifier.bias")]))

@@ -1,0 +1,228 @@
+"""Wav2Vec2 (Baevski et al. 2020, "wav2vec 2.0: A Framework for Self-Supervised Learning of Speech Representations").
+
+Raw audio goes through a stack of 1-D convolutions (the feature encoder: 20 ms frames at 16 kHz
+in the base configuration), a LayerNorm and a linear projection to the model width, and a grouped
+convolution over time that plays the part of position embeddings. The transformer encoder is
+either post-norm (the "base" layout, with a LayerNorm after the positional convolution) or
+pre-norm with a final LayerNorm ("stable layer norm", the large models). Heads: CTC over the
+character vocabulary (Graves et al. 2006) and utterance classification on mean-pooled frames.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..block import ACTIVATIONS
+from ..config import ModelConfig
+from ..errors import UnsupportedArchitectureError
+from ..heads import HeadFormat, register_head
+from ..transformer import TransformerModel
+from .base import Family, StateDict, register, rename
+
+
+class ConvLayer(nn.Module):
+    """conv -> norm ("group": GroupNorm with one group per channel; "layer": LayerNorm over channels) -> GELU."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, bias: bool, norm: str | None, act: str) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, c_out, kernel_size=kernel, stride=stride, bias=bias)
+        self.norm_kind = norm
+        if norm == "group":
+            self.norm = nn.GroupNorm(num_groups=c_out, num_channels=c_out, affine=True)
+        elif norm == "layer":
+            self.norm = nn.LayerNorm(c_out)
+        else:
+            self.norm = None
+        self.act = ACTIVATIONS[act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)  # (B, C, T')
+        if self.norm_kind == "layer":
+            x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        elif self.norm is not None:
+            x = self.norm(x)
+        return self.act(x)
+
+
+class AudioFrameEmbeddings(nn.Module):
+    """input_values (B, N) -> frames (B, T, d): feature encoder, projection, convolutional positions."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        hf = cfg.hf_config
+        dims, kernels, strides = hf["conv_dim"], hf["conv_kernel"], hf["conv_stride"]
+        norm_kind = hf.get("feat_extract_norm", "group")
+        act = hf.get("feat_extract_activation", "gelu")
+        self.kernels, self.strides = list(kernels), list(strides)
+        self.conv_layers = nn.ModuleList(
+            ConvLayer(dims[i - 1] if i > 0 else 1, dims[i], kernels[i], strides[i], hf.get("conv_bias", False),
+                      ("group" if i == 0 else None) if norm_kind == "group" else "layer", act)
+            for i in range(len(dims)))
+        self.feature_norm = nn.LayerNorm(dims[-1], eps=cfg.norm_eps)
+        self.projection = nn.Linear(dims[-1], cfg.d_model)
+        k = hf.get("num_conv_pos_embeddings", 128)
+        self.pos_conv = nn.Conv1d(cfg.d_model, cfg.d_model, kernel_size=k, padding=k // 2,
+                                  groups=hf.get("num_conv_pos_embedding_groups", 16))
+        self.pos_trim = 1 if k % 2 == 0 else 0  # "same" padding for an even kernel drops the last frame
+        self.pos_act = ACTIVATIONS[act]
+        # base layout: LayerNorm right after the positions; stable layout: a final LayerNorm instead
+        self.norm = None if hf.get("do_stable_layer_norm", False) else nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Frames the feature encoder makes from `lengths` samples."""
+        for kernel, stride in zip(self.kernels, self.strides):
+            lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+        return lengths
+
+    def embed_signal(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None):
+        x = input_values.to(self.projection.weight.dtype)[:, None, :]  # (B, 1, N)
+        for layer in self.conv_layers:
+            x = layer(x)  # (B, C, T)
+        x = x.transpose(1, 2)  # (B, T, C)
+        x = self.projection(self.feature_norm(x))  # (B, T, d)
+        B, T, _ = x.shape
+        if attention_mask is not None:
+            frames = self.output_lengths(attention_mask.sum(-1))  # (B,)
+            mask = (torch.arange(T, device=x.device)[None, :] < frames[:, None]).long()  # (B, T)
+            x = x * mask[..., None].to(x.dtype)  # padded frames are zero before the positional convolution
+        else:
+            mask = torch.ones(B, T, dtype=torch.long, device=x.device)
+        positions = self.pos_conv(x.transpose(1, 2))  # (B, d, T + trim)
+        if self.pos_trim:
+            positions = positions[:, :, : -self.pos_trim]
+        x = x + self.pos_act(positions).transpose(1, 2)  # (B, T, d)
+        if self.norm is not None:
+            x = self.norm(x)
+        return x, mask
+
+
+class CTCHead(nn.Module):
+    """Wav2Vec2ForCTC: per-frame logits over the character vocabulary (blank = the pad token)."""
+
+    def __init__(self, cfg: ModelConfig, num_labels: int) -> None:
+        super().__init__()
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size)
+
+    def forward(self, final, extras, attention_mask):
+        return self.lm_head(final)  # (B, T, vocab)
+
+
+class AudioClassificationHead(nn.Module):
+    """Wav2Vec2ForSequenceClassification: project, mean over real frames, classify."""
+
+    def __init__(self, cfg: ModelConfig, num_labels: int) -> None:
+        super().__init__()
+        self.projector = nn.Linear(cfg.d_model, cfg.hf_config.get("classifier_proj_size", 256))
+        self.classifier = nn.Linear(cfg.hf_config.get("classifier_proj_size", 256), num_labels)
+
+    def forward(self, final, extras, attention_mask):
+        h = self.projector(final)  # (B, T, p)
+        real = attention_mask[..., None].to(h.dtype)  # (B, T, 1)
+        pooled = (h * real).sum(1) / real.sum(1)  # (B, p)
+        return self.classifier(pooled)  # (B, num_labels)
+
+
+def _config(hf: dict[str, Any]) -> ModelConfig:
+    if hf.get("add_adapter") or hf.get("use_weighted_layer_sum"):
+        raise UnsupportedArchitectureError("Wav2Vec2 checkpoints with adapter layers or a weighted layer sum are not "
+                                           "supported; plain Wav2Vec2 (base or stable layer norm) is.")
+    n_heads = hf["num_attention_heads"]
+    return ModelConfig(
+        family="wav2vec2", n_layers=hf["num_hidden_layers"], n_heads=n_heads, n_kv_heads=n_heads,
+        d_model=hf["hidden_size"], d_head=hf["hidden_size"] // n_heads, d_mlp=hf["intermediate_size"],
+        vocab_size=hf.get("vocab_size", 32), max_positions=1 << 20,  # positions come from a convolution: no table
+        norm_eps=hf.get("layer_norm_eps", 1e-5), activation=hf.get("hidden_act", "gelu"),
+        pad_token_id=hf.get("pad_token_id", 0),
+        pruned_heads={int(k): list(v) for k, v in hf.get("pruned_heads", {}).items()}, hf_config=dict(hf),
+    )
+
+
+def _build(cfg: ModelConfig) -> TransformerModel:
+    stable = cfg.hf_config.get("do_stable_layer_norm", False)
+    return TransformerModel(cfg, AudioFrameEmbeddings(cfg), norm_kind="layer", norm_first=stable, gated_mlp=False,
+                            uses_rotary=False, final_norm=stable)
+
+
+def _pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
+    """(HF name, our name) for every Wav2Vec2Model weight except the positional convolution's."""
+    hf = cfg.hf_config
+    pairs = []
+    for i in range(len(hf["conv_dim"])):
+        pairs.append((f"feature_extractor.conv_layers.{i}.conv.weight", f"embed.conv_layers.{i}.conv.weight"))
+        if hf.get("conv_bias", False):
+            pairs.append((f"feature_extractor.conv_layers.{i}.conv.bias", f"embed.conv_layers.{i}.conv.bias"))
+        if hf.get("feat_extract_norm", "group") == "layer" or i == 0:
+            pairs += [(f"feature_extractor.conv_layers.{i}.layer_norm.{p}", f"embed.conv_layers.{i}.norm.{p}")
+                      for p in ("weight", "bias")]
+    for p in ("weight", "bias"):
+        pairs += [(f"feature_projection.layer_norm.{p}", f"embed.feature_norm.{p}"),
+                  (f"feature_projection.projection.{p}", f"embed.projection.{p}")]
+    pairs.append(("encoder.pos_conv_embed.conv.bias", "embed.pos_conv.bias"))
+    norm_target = "final_norm" if hf.get("do_stable_layer_norm", False) else "embed.norm"
+    pairs += [(f"encoder.layer_norm.{p}", f"{norm_target}.{p}") for p in ("weight", "bias")]
+    for i in range(cfg.n_layers):
+        h, ours = f"encoder.layers.{i}.", f"blocks.{i}."
+        for p in ("weight", "bias"):
+            pairs += [(f"{h}attention.q_proj.{p}", f"{ours}attn.q_proj.{p}"),
+                      (f"{h}attention.k_proj.{p}", f"{ours}attn.k_proj.{p}"),
+                      (f"{h}attention.v_proj.{p}", f"{ours}attn.v_proj.{p}"),
+                      (f"{h}attention.out_proj.{p}", f"{ours}attn.o_proj.{p}"),
+                      (f"{h}layer_norm.{p}", f"{ours}ln1.{p}"),
+                      (f"{h}feed_forward.intermediate_dense.{p}", f"{ours}mlp.fc_in.{p}"),
+                      (f"{h}feed_forward.output_dense.{p}", f"{ours}mlp.fc_out.{p}"),
+                      (f"{h}final_layer_norm.{p}", f"{ours}ln2.{p}")]
+    return pairs
+
+
+# The positional convolution is stored weight-normalised (Salimans & Kingma 2016) along the kernel
+# axis: w = g * v / ||v||. Old checkpoints name the parts weight_g / weight_v.
+_POS_G = ("encoder.pos_conv_embed.conv.parametrizations.weight.original0", "encoder.pos_conv_embed.conv.weight_g")
+_POS_V = ("encoder.pos_conv_embed.conv.parametrizations.weight.original1", "encoder.pos_conv_embed.conv.weight_v")
+
+
+def _from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
+    ours = rename(sd, _pairs(cfg))
+    g = next((sd[k] for k in _POS_G if k in sd), None)
+    v = next((sd[k] for k in _POS_V if k in sd), None)
+    if g is None or v is None:
+        if "encoder.pos_conv_embed.conv.weight" not in sd:
+            raise KeyError(_POS_V[0])
+        ours["embed.pos_conv.weight"] = sd["encoder.pos_conv_embed.conv.weight"]
+    else:
+        norm = v.norm(dim=(0, 1), keepdim=True)  # (1, 1, K): one norm per kernel tap (weight_norm dim=2)
+        ours["embed.pos_conv.weight"] = g * v / norm
+    return ours
+
+
+def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
+    out = rename(sd, [(o, h) for h, o in _pairs(cfg)])
+    w = sd["embed.pos_conv.weight"]
+    out[_POS_G[0]] = w.norm(dim=(0, 1), keepdim=True)  # g = ||w||, v = w gives back w exactly
+    out[_POS_V[0]] = w.clone()
+    return out
+
+
+def frame_seconds(cfg: ModelConfig, sampling_rate: int) -> float:
+    """Seconds of audio between successive frames (product of the convolution strides / rate)."""
+    hop = 1
+    for stride in cfg.hf_config["conv_stride"]:
+        hop *= stride
+    return hop / sampling_rate
+
+
+WAV2VEC2 = register(Family(
+    name="wav2vec2", model_types=("wav2vec2",), config_from_hf=_config,
+    config_to_hf=lambda cfg: {**cfg.hf_config, "pruned_heads": {str(k): v for k, v in cfg.pruned_heads.items()}},
+    build=_build, state_dict_from_hf=_from_hf, state_dict_to_hf=_to_hf, hf_prefix=lambda cfg: "wav2vec2.",
+    modality="audio",
+))
+register_head("ctc", "wav2vec2", HeadFormat(
+    "Wav2Vec2ForCTC", lambda cfg, n: CTCHead(cfg, n),
+    [("lm_head.weight", "lm_head.weight"), ("lm_head.bias", "lm_head.bias")]))
+register_head("audio-classification", "wav2vec2", HeadFormat(
+    "Wav2Vec2ForSequenceClassification", lambda cfg, n: AudioClassificationHead(cfg, n),
+    [("projector.weight", "projector.weight"), ("projector.bias", "projector.bias"),
+     ("classifier.weight", "classifier.weight"), ("classifier.bias", "classifier.bias")]))
