@@ -62,6 +62,8 @@ class BertMaskedLMHead(nn.Module):
 class PooledClassificationHead(nn.Module):
     """BERT's sequence classifier: a linear layer on the pooled [CLS] vector."""
 
+    needs_pooler = True  # reads extras["pooled"]: the body must carry BERT's pooler
+
     def __init__(self, cfg: ModelConfig, num_labels: int) -> None:
         super().__init__()
         self.dropout = nn.Dropout(cfg.hf_config.get("classifier_dropout") or cfg.hf_config.get("hidden_dropout_prob", 0.1))
@@ -71,12 +73,65 @@ class PooledClassificationHead(nn.Module):
         return self.classifier(self.dropout(extras["pooled"]))  # (B, num_labels)
 
 
+def classifier_dropout(cfg: ModelConfig) -> float:
+    """The dropout transformers puts before a classifier: classifier_dropout, else the hidden dropout, else 0.1."""
+    hf = cfg.hf_config
+    for key in ("classifier_dropout", "hidden_dropout_prob", "hidden_dropout"):
+        if hf.get(key) is not None:
+            return float(hf[key])
+    return 0.1
+
+
+class TokenClassificationHead(nn.Module):
+    """One label per position (NER, tagging): a linear layer on every final hidden state."""
+
+    def __init__(self, cfg: ModelConfig, num_labels: int) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(classifier_dropout(cfg))
+        self.classifier = nn.Linear(cfg.d_model, num_labels)
+
+    def forward(self, final, extras, attention_mask):
+        return self.classifier(self.dropout(final))  # (B, T, num_labels)
+
+
+class QuestionAnsweringHead(nn.Module):
+    """Extractive QA (Devlin et al. 2019, section 4.2): a start and an end score at every position.
+
+    transformers returns them as `start_logits` and `end_logits`; here they are one tensor
+    (B, T, 2) whose last axis is (start, end).
+    """
+
+    def __init__(self, cfg: ModelConfig, num_labels: int = 2) -> None:
+        super().__init__()
+        self.qa_outputs = nn.Linear(cfg.d_model, 2)
+
+    def forward(self, final, extras, attention_mask):
+        return self.qa_outputs(final)  # (B, T, 2)
+
+
+class LastTokenClassificationHead(nn.Module):
+    """Decoder classifiers (GPT-2, Llama): `score` read at the last real token, which alone has seen the whole text."""
+
+    def __init__(self, cfg: ModelConfig, num_labels: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(cfg.d_model, num_labels, bias=False)
+
+    def forward(self, final, extras, attention_mask):
+        logits = self.score(final)  # (B, T, num_labels)
+        positions = torch.arange(final.shape[1], device=final.device)  # (T,)
+        # the rightmost real token, found as transformers finds it, so left or right padding both work
+        last = (positions * attention_mask.to(positions.dtype)).argmax(-1)  # (B,)
+        return logits[torch.arange(final.shape[0], device=final.device), last]  # (B, num_labels)
+
+
 @dataclass(frozen=True)
 class HeadFormat:
     architecture: str                                   # HF class name written to config.json
     build: Callable[[ModelConfig, int], nn.Module]      # (cfg, num_labels) -> head
     pairs: list[tuple[str, str]]                        # (HF name, our name under `head.`)
     tied: str | None = None                             # our head parameter tied to embed.word.weight
+    # base-model prefix in this task's checkpoints when it differs from the family's (LlamaForQuestionAnswering)
+    body_prefix: Callable[[ModelConfig], str] | None = None
 
 
 HEAD_FORMATS: dict[tuple[str, str], HeadFormat] = {}
@@ -99,6 +154,56 @@ register_head("masked-lm", "bert", HeadFormat(
 register_head("sequence-classification", "bert", HeadFormat(
     "BertForSequenceClassification", lambda cfg, n: PooledClassificationHead(cfg, n),
     [("classifier.weight", "classifier.weight"), ("classifier.bias", "classifier.bias")]))
+
+
+_linear = lambda hf_name, ours: [(f"{hf_name}.weight", f"{ours}.weight"), (f"{hf_name}.bias", f"{ours}.bias")]
+_token_classifier = lambda cfg, n: TokenClassificationHead(cfg, n)
+_question_answering = lambda cfg, n: QuestionAnsweringHead(cfg)
+_last_token_classifier = lambda cfg, n: LastTokenClassificationHead(cfg, n)
+
+register_head("token-classification", "bert", HeadFormat(
+    "BertForTokenClassification", _token_classifier, _linear("classifier", "classifier")))
+register_head("question-answering", "bert", HeadFormat(
+    "BertForQuestionAnswering", _question_answering, _linear("qa_outputs", "qa_outputs")))
+register_head("sequence-classification", "gpt2", HeadFormat(
+    "GPT2ForSequenceClassification", _last_token_classifier, [("score.weight", "score.weight")]))
+register_head("token-classification", "gpt2", HeadFormat(
+    "GPT2ForTokenClassification", _token_classifier, _linear("classifier", "classifier")))
+register_head("question-answering", "gpt2", HeadFormat(
+    "GPT2ForQuestionAnswering", _question_answering, _linear("qa_outputs", "qa_outputs")))
+register_head("sequence-classification", "llama", HeadFormat(
+    "LlamaForSequenceClassification", _last_token_classifier, [("score.weight", "score.weight")]))
+register_head("token-classification", "llama", HeadFormat(
+    "LlamaForTokenClassification", _token_classifier, _linear("score", "classifier")))
+register_head("question-answering", "llama", HeadFormat(
+    "LlamaForQuestionAnswering", _question_answering, _linear("qa_outputs", "qa_outputs"),
+    # Llama and Qwen2 keep the pre-2024 name `transformer` for this one task; Mistral uses `model`
+    body_prefix=lambda cfg: "model." if cfg.hf_config.get("model_type") == "mistral" else "transformer."))
+
+
+@torch.no_grad()
+def initialise_like_transformers(module: nn.Module, cfg: ModelConfig, generator: torch.Generator | None = None,
+                                 keep: tuple[torch.Tensor, ...] = ()) -> None:
+    """Fresh weights as transformers' `_init_weights` gives them: Linear N(0, initializer_range) with zero bias,
+    LayerNorm/RMSNorm weight 1 and bias 0. Tensors in `keep` (a tied embedding) are left alone."""
+    std = float(cfg.hf_config.get("initializer_range", 0.02))
+    kept = {id(t) for t in keep}
+    for sub in module.modules():
+        for name, param in sub.named_parameters(recurse=False):
+            if id(param) in kept:
+                continue
+            if isinstance(sub, (nn.Linear, nn.Embedding)) and name == "weight":
+                param.normal_(0.0, std, generator=generator)
+            elif name == "weight":  # LayerNorm, RMSNorm
+                param.fill_(1.0)
+            else:  # every bias, including BERT's MLM decoder bias
+                param.zero_()
+
+
+def hf_body_prefix(task: str | None, cfg: ModelConfig, family_prefix: str) -> str:
+    """The base-model prefix of a `task` checkpoint: the family's, unless the head's format says otherwise."""
+    fmt = HEAD_FORMATS.get((task, cfg.family)) if task else None
+    return fmt.body_prefix(cfg) if fmt is not None and fmt.body_prefix is not None else family_prefix
 
 
 def head_format(task: str, family: str) -> HeadFormat:

@@ -4,10 +4,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from .embedded import EMBEDDED, embedded_names
 from .errors import ModelNotFoundError, WeightFileError
 from .families import family_for_model_type
-from .heads import head_format, task_from_architectures
+from .heads import head_format, hf_body_prefix, initialise_like_transformers, task_from_architectures
 from .tokenization import TextTokenizer
 from .weights import load_into, read_state_dict
 from .workbench_model import WorkbenchModel
@@ -78,7 +80,8 @@ def load_folder(folder: Path, name: str = "", task: str | None = None) -> Workbe
     cfg = family.config_from_hf(hf)
     network = family.build(cfg)
     state = read_state_dict(folder)
-    prefix = family.hf_prefix(cfg)
+    checkpoint_task = task_from_architectures(hf.get("architectures"))
+    prefix = hf_body_prefix(checkpoint_task, cfg, family.hf_prefix(cfg))
     if any(k.startswith(prefix) for k in state):
         body_hf = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         rest = {k: v for k, v in state.items() if not k.startswith(prefix)}
@@ -88,7 +91,6 @@ def load_folder(folder: Path, name: str = "", task: str | None = None) -> Workbe
         body = family.state_dict_from_hf(body_hf, cfg)
     except KeyError as missing:
         raise WeightFileError(f"{folder}: weight {missing.args[0]!r} is missing from the checkpoint.") from None
-    checkpoint_task = task_from_architectures(hf.get("architectures"))
     task = task or checkpoint_task
     if network.pooler is not None and "pooler.dense.weight" not in body:
         if task == "sequence-classification":  # a new classifier needs a pooler: keep it freshly initialised
@@ -121,9 +123,11 @@ def _tie(network, head_param: str) -> None:
 
 
 def load_into_with_new_head(network, state, source: str, new_head: bool) -> None:
-    """Load weights; a head the checkpoint lacks keeps its fresh initialisation (flagged as untrained)."""
+    """Load weights; a head the checkpoint lacks is initialised as transformers does and flagged as untrained."""
     if new_head and network.head is not None:
+        initialise_like_transformers(network.head, network.cfg, torch.Generator().manual_seed(0))
         fresh = {f"head.{k}": v for k, v in network.head.state_dict().items()}
+        network.head.trained = all(k in state for k in fresh)  # read by models.task_heads.head_is_trained
         state = {**fresh, **{k: v for k, v in state.items() if k in fresh or not k.startswith("head.")}}
     load_into(network, state, source)
 

@@ -20,7 +20,7 @@ from .config import ModelConfig
 from .errors import HeadIndexError, InputError
 from .families import FAMILIES
 from .head_selection import HeadSpec, check_scale_shapes, combine, head_scales_from_spec, selected_heads
-from .heads import head_format
+from .heads import head_format, hf_body_prefix
 from .hooks import HookFn, attach_hooks, name_hook_points
 from .tokenization import TextInput, TextTokenizer
 from .trace import Trace
@@ -190,6 +190,25 @@ class WorkbenchModel:
         return WorkbenchModel(network, config, copy.deepcopy(self.tokenizer), name=f"{self.name} (pruned)",
                               task=self.task, labels=dict(self.labels), source=self.source)
 
+    # ------------------------------------------------------------------ vocabulary and task heads
+    def add_tokens(self, tokens: str | Sequence[str], special: bool = False, init: str = "pieces",
+                   seed: int = 0) -> "WorkbenchModel":
+        """A new model whose tokenizer and embeddings know `tokens` (init: "pieces", "mean" or "random").
+
+        What was added, and what was skipped as already known or repeated, is in the new model's
+        `vocabulary_change` (see models/vocabulary.py).
+        """
+        from .vocabulary import grow_vocabulary
+        grown, change = grow_vocabulary(self, tokens, special=special, init=init, seed=seed)
+        grown.vocabulary_change = change
+        return grown
+
+    def with_head(self, task: str, labels: Sequence[str] | dict[int, str] | None = None,
+                  seed: int = 0) -> "WorkbenchModel":
+        """A new model with this body and a `task` head, loaded from the checkpoint or fresh (see models/task_heads.py)."""
+        from .task_heads import with_head
+        return with_head(self, task, labels=labels, seed=seed)
+
     # ------------------------------------------------------------------ saving
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write Hugging Face format: config.json, model.safetensors, tokenizer files."""
@@ -203,7 +222,7 @@ class WorkbenchModel:
         embed_weight = self.network.embed.word.weight
         if self.task is not None:
             fmt = head_format(self.task, self.config.family)
-            prefix = family.hf_prefix(self.config)
+            prefix = hf_body_prefix(self.task, self.config, family.hf_prefix(self.config))
             tensors = {prefix + k: v for k, v in tensors.items()}
             head_params = dict(self.network.head.named_parameters())
             for hf_name, ours in fmt.pairs:
