@@ -60,7 +60,8 @@ __D3__
       .attr("y1", d => TEXT_TOP + d.q * ROW + ROW / 2).attr("y2", d => TEXT_TOP + d.k * ROW + ROW / 2)
       .attr("stroke", d => color(d.h)).attr("stroke-width", 2);
   function refresh(focus) {
-    lines.attr("stroke-opacity", d => (visible[d.h] ? d.w / active() : 0))
+    // like bertviz, weight / active heads when all lines show; a hovered token's own lines at full weight
+    lines.attr("stroke-opacity", d => (visible[d.h] ? (focus === null ? d.w / active() : d.w) : 0))
          .attr("visibility", d => {
            if (focus === null) return null;
            return (focus.left ? d.q === focus.i : d.k === focus.i) ? null : "hidden";

@@ -23,7 +23,7 @@ def open_page(page_file: str | None = None, query: dict[str, str] | None = None,
     return at
 
 
-def _decode(value):
+def decode(value):
     """plotly >= 6 writes numpy arrays as {"dtype", "bdata", "shape"}; turn those back into arrays."""
     if isinstance(value, dict) and "bdata" in value:
         array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
@@ -44,7 +44,7 @@ def chart_traces(at: AppTest, key: str) -> list[dict]:
 
 
 def chart_z(at: AppTest, key: str, trace: int = 0) -> np.ndarray:
-    return _decode(chart_traces(at, key)[trace]["z"]).astype(float)
+    return decode(chart_traces(at, key)[trace]["z"]).astype(float)
 
 
 def iframe_html(at: AppTest) -> str:
