@@ -13,6 +13,14 @@ if str(ROOT) not in sys.path:  # so pages can import models/, analysis/ and app/
     sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402
+import torch  # noqa: E402
+
+# Streamlit's file watcher, when it is on, walks sys.modules and reads each `__path__`;
+# torch.classes answers any attribute by looking up a TorchScript class and raises
+# RuntimeError (streamlit#10992, "Tried to instantiate class '__path__._path'").
+# .streamlit/config.toml turns the watcher off; an empty path makes it safe when someone
+# turns it back on (`--server.fileWatcherType auto`) or runs from another folder.
+torch.classes.__path__ = []
 
 from app.page_registry import PAGES  # noqa: E402
 from app.sidebar import render_sidebar  # noqa: E402

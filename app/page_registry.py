@@ -8,11 +8,11 @@ from dataclasses import dataclass
 class PageEntry:
     file: str        # module in the top-level pages/ folder
     title: str
-    icon: str
+    icon: str        # an emoji or ":material/name:" (Material Symbols ship with Streamlit; emoji need a font)
     url_path: str
 
 
 PAGES: list[PageEntry] = [
-    PageEntry("attention.py", "Attention", "🎯", "attention"),
-    PageEntry("hidden_states.py", "Hidden states", "🧬", "hidden-states"),
+    PageEntry("attention.py", "Attention", ":material/visibility:", "attention"),
+    PageEntry("hidden_states.py", "Hidden states", ":material/stacked_line_chart:", "hidden-states"),
 ]

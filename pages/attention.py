@@ -6,7 +6,6 @@ and ``analysis.rollout``, views from ``app.bertviz_offline`` / ``app.sparse_view
 """
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 from analysis.attention import (MEAN_OF_LAYER, STAT_COLUMNS, dense_attentions, example_attentions, head_pattern,
@@ -19,6 +18,8 @@ from app.plots import attention_heatmap, head_stat_grid, token_bar
 from app.reproduce import attention_code
 from app.sidebar import selected_model_name, text_input
 from app.sparse_view import sparse_head_view_html
+from app.summaries import heatmap_summary
+from app.token_display import display_tokens
 from app.state import int_slider, keep_valid, keep_valid_many, session_memo
 from app.view_plan import HEAD_VIEW, MODEL_VIEW, VIEWS, plan_view
 from models.errors import WorkbenchError
@@ -100,7 +101,8 @@ if trace is None:
 
 for warning in trace.warnings:
     st.warning(warning)
-tokens = trace.tokens[0]
+raw_tokens = trace.tokens[0]
+tokens = display_tokens(raw_tokens)  # "Ġcat" -> "␣cat" on screen; bertviz and the CSV exports get the raw tokens
 n = len(tokens)
 heads_per_layer = [len(ids) for ids in trace.head_ids]
 st.caption(f"{n} tokens · {model.n_layers} layers × {model.n_heads} heads"
@@ -133,9 +135,9 @@ with tab_view, shown_errors("drawing the attention view"):
         if plan.view in (HEAD_VIEW, MODEL_VIEW):
             dense = dense_attentions(trace, model.n_heads)  # (1, H, n, n) per layer, heads at their numbers
             if plan.view == HEAD_VIEW:
-                return head_view_html(dense, tokens, sentence_b_start=b_start, layer=layer,
+                return head_view_html(dense, raw_tokens, sentence_b_start=b_start, layer=layer,
                                       heads=selected, include_layers=plan.include_layers)
-            return model_view_html(dense, tokens, sentence_b_start=b_start, include_layers=plan.include_layers,
+            return model_view_html(dense, raw_tokens, sentence_b_start=b_start, include_layers=plan.include_layers,
                                    display_mode="light")
         return sparse_head_view_html(example_attentions(trace)[layer], tokens, trace.head_ids[layer], layer,
                                      top_k=top_k, selected_heads=selected)
@@ -153,10 +155,7 @@ with tab_heatmap, shown_errors("drawing the heatmap"):
     weights = head_pattern(trace, layer, head_arg).numpy()  # (n, n)
     fig = attention_heatmap(weights, tokens, title=title)
     st.plotly_chart(fig, key="attention_heatmap")
-    query, key_pos = divmod(int(weights.argmax()), n)
-    row_entropy = float(-(weights * np.log(np.clip(weights, 1e-30, None))).sum(-1).mean())
-    st.caption(f"{title}: strongest weight {weights[query, key_pos]:.3f}, from {query}:{tokens[query]} "
-               f"to {key_pos}:{tokens[key_pos]}; mean row entropy {row_entropy:.3f} nats.")
+    st.caption(heatmap_summary(weights, tokens, title))
     stem = f"attention_{name}_L{layer}_{'mean' if head == MEAN_LABEL else f'H{head}'}".replace("/", "_")
     c1, c2, c3 = st.columns(3)
     c1.download_button("Figure as PNG", lambda: matrix_png(weights, tokens, tokens, title, "key (attended to)",
@@ -164,7 +163,7 @@ with tab_heatmap, shown_errors("drawing the heatmap"):
                        file_name=f"{stem}.png", mime="image/png", key="attention_png", on_click="ignore")
     c2.download_button("Figure as HTML", lambda: figure_html(fig), file_name=f"{stem}.html", mime="text/html",
                        key="attention_html", on_click="ignore")
-    c3.download_button("Numbers as CSV", lambda: frame_csv(matrix_frame(weights, tokens, tokens), index=True),
+    c3.download_button("Numbers as CSV", lambda: frame_csv(matrix_frame(weights, raw_tokens, raw_tokens), index=True),
                        file_name=f"{stem}.csv", mime="text/csv", key="attention_csv", on_click="ignore")
 
 with tab_stats, shown_errors("computing per-head statistics"):
@@ -205,7 +204,7 @@ with tab_rollout, shown_errors("computing attention rollout"):
                        file_name=f"{stem}.png", mime="image/png", key="attention_rollout_png", on_click="ignore")
     c2.download_button("Figure as HTML", lambda: figure_html(roll_fig), file_name=f"{stem}.html", mime="text/html",
                        key="attention_rollout_html", on_click="ignore")
-    c3.download_button("Numbers as CSV", lambda: frame_csv(matrix_frame(rollout, tokens, tokens), index=True),
+    c3.download_button("Numbers as CSV", lambda: frame_csv(matrix_frame(rollout, raw_tokens, raw_tokens), index=True),
                        file_name=f"{stem}.csv", mime="text/csv", key="attention_rollout_csv", on_click="ignore")
 
 with tab_code:

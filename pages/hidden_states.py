@@ -18,6 +18,7 @@ from app.model_cache import get_model, model_recipe
 from app.plots import lens_figure, matrix_heatmap, norms_figure, pca_figure
 from app.reproduce import hidden_states_code
 from app.sidebar import selected_model_name, text_input
+from app.token_display import display_token, display_tokens
 from app.state import int_slider, keep_valid, session_memo
 
 LENS_WINDOW = 16   # positions read at once: a wider lens table is unreadable and costs a vocab matmul per cell
@@ -45,7 +46,8 @@ if trace is None:
 
 for warning in trace.warnings:
     st.warning(warning)
-tokens = trace.tokens[0]
+raw_tokens = trace.tokens[0]
+tokens = display_tokens(raw_tokens)  # for the eye; CSV exports keep the raw tokens
 n = len(tokens)
 depth = model.n_layers + 1  # residual-stream states: embeddings, then after each block
 st.caption(f"{n} tokens · {depth} residual-stream states (embeddings + {model.n_layers} blocks) · "
@@ -69,18 +71,19 @@ with tab_lens, shown_errors("computing the logit lens"):
         lens_positions = list(range(start, min(n, start + LENS_WINDOW)))
         lens = session_memo("hidden_lens", (trace_key, tuple(lens_positions), lens_top_k),
                             lambda: logit_lens(model, trace, positions=lens_positions, top_k=lens_top_k))
-        hover = [[" · ".join(f"{t} {p:.2f}" for t, p in zip(lens.top_tokens[li][pi], lens.top_probs[li, pi].tolist()))
+        hover = [[" · ".join(f"{display_token(t)} {p:.2f}" for t, p in zip(lens.top_tokens[li][pi], lens.top_probs[li, pi].tolist()))
                   for pi in range(len(lens.positions))] for li in range(len(lens.layers))]
-        top1 = [[cell[0] for cell in row] for row in lens.top_tokens]
-        fig = lens_figure(top1, lens.top_probs[..., 0].numpy(), lens.layers, lens.positions, lens.input_tokens, hover)
+        top1 = [[display_token(cell[0]) for cell in row] for row in lens.top_tokens]
+        shown_inputs = display_tokens(lens.input_tokens)
+        fig = lens_figure(top1, lens.top_probs[..., 0].numpy(), lens.layers, lens.positions, shown_inputs, hover)
         st.plotly_chart(fig, key="hidden_lens_figure")
         last = lens.positions[-1]
         st.caption(f"Positions {lens.positions[0]}–{last} of {n} ({LENS_WINDOW} at a time). At the last layer, "
-                   f"position {last}:{tokens[last]} predicts {lens.top_tokens[-1][-1][0]!r} "
+                   f"position {last}:{tokens[last]} predicts {display_token(lens.top_tokens[-1][-1][0])!r} "
                    f"({float(lens.top_probs[-1, -1, 0]):.3f}).")
         if model.config.causal and lens.target_probs is not None:
             target = pd.DataFrame(lens.target_probs.numpy(), index=pd.Index(lens.layers, name="layer"),
-                                  columns=[f"{p}:{t}" for p, t in zip(lens.positions, lens.input_tokens)])
+                                  columns=[f"{p}:{t}" for p, t in zip(lens.positions, shown_inputs)])
             st.markdown("Probability each layer gives the **actual next token**:")
             st.dataframe(target, key="hidden_lens_target", column_config={
                 c: st.column_config.NumberColumn(format="%.3f") for c in target.columns})
@@ -127,7 +130,7 @@ with tab_cosine, shown_errors("computing cosine similarities"):
     c1.download_button("Layers × layers as CSV", frame_csv(pd.DataFrame(between_layers, index=layer_labels,
                                                                         columns=layer_labels), index=True),
                        file_name="cosine_layers.csv", mime="text/csv", key="hidden_cos_layers_csv", on_click="ignore")
-    c2.download_button("Tokens × tokens as CSV", frame_csv(matrix_frame(between_tokens, tokens, tokens), index=True),
+    c2.download_button("Tokens × tokens as CSV", frame_csv(matrix_frame(between_tokens, raw_tokens, raw_tokens), index=True),
                        file_name=f"cosine_tokens_L{cosine_layer}.csv", mime="text/csv", key="hidden_cos_tokens_csv",
                        on_click="ignore")
     c3.download_button("Tokens × tokens as PNG", lambda: matrix_png(between_tokens, tokens, tokens,

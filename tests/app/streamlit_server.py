@@ -1,0 +1,80 @@
+"""Start the app as the README says (`python -m streamlit run ...`) on a free port, for browser tests."""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def streamlit_server(script: str = "app/main.py", extra_args: list[str] | None = None,
+                     env: dict[str, str] | None = None, log: Path | None = None,
+                     timeout: float = 120) -> Iterator[tuple[str, Path]]:
+    """Run ``python -m streamlit run <script> --server.port <free> --server.headless true`` from the repo root.
+
+    Yields (base URL, log file). The server is stopped (its process only) on exit.
+    """
+    port = free_port()
+    log = log or Path(os.environ.get("TMPDIR", "/tmp")) / f"streamlit-{port}.log"
+    command = [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
+               "--server.headless", "true", *(extra_args or [])]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
+    with log.open("w") as handle:
+        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=handle, stderr=subprocess.STDOUT)
+    url = f"http://localhost:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"streamlit did not answer on {url} within {timeout} s:\n{log.read_text()}")
+            time.sleep(0.3)
+        yield url, log
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_until_idle(page, timeout_ms: float = 180_000, after_interaction: bool = False) -> None:
+    """Wait until the Streamlit script has finished its run for this page.
+
+    The app root carries ``data-test-script-state`` ("initial", "running", "notRunning", ...).
+    After a click or a key press the rerun starts a moment later, so first wait (briefly) to
+    see it running, then for it to finish.
+    """
+    if after_interaction:
+        try:
+            page.wait_for_selector("[data-testid='stApp'][data-test-script-state='running']", timeout=5_000)
+        except Exception:  # the rerun was quicker than the first poll: it has already finished
+            pass
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
+    page.wait_for_timeout(300)  # let the last deltas paint
+
+
+def main_text(page) -> str:
+    return page.inner_text("[data-testid='stMain']")
