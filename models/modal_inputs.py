@@ -52,7 +52,7 @@ def prepare_frame_audio(model, batch: list, sampling_rate: int | None = None) ->
         raise_short(min(len(w) for w in waves) / rate)
     return Prepared(
         inputs={"input_values": values, "attention_mask": sample_mask if use_mask else None},
-        tokens=[[f"{t * hop:.2f}s" for t in range(int(n))] for n in frames],
+        tokens=[[f"{round(t * hop, 5):g}s" for t in range(int(n))] for n in frames],
         extras={"waveforms": waves, "sampling_rate": rate, "seconds_per_position": hop,
                 "input_values": values, "sources": [_source_name(s, "audio") for s in batch]},
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..block import ACTIVATIONS
@@ -70,6 +69,8 @@ class AudioFrameEmbeddings(nn.Module):
         self.pos_act = ACTIVATIONS[act]
         # base layout: LayerNorm right after the positions; stable layout: a final LayerNorm instead
         self.norm = None if hf.get("do_stable_layer_norm", False) else nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+        if _has_spec_embed(hf):  # SpecAugment's mask vector: used in training only, kept so a save round-trips
+            self.masked_spec_embed = nn.Parameter(torch.zeros(cfg.d_model))
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Frames the feature encoder makes from `lengths` samples."""
@@ -146,10 +147,14 @@ def _build(cfg: ModelConfig) -> TransformerModel:
                             uses_rotary=False, final_norm=stable)
 
 
+def _has_spec_embed(hf: dict[str, Any]) -> bool:
+    return hf.get("mask_time_prob", 0.05) > 0 or hf.get("mask_feature_prob", 0.0) > 0
+
+
 def _pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
     """(HF name, our name) for every Wav2Vec2Model weight except the positional convolution's."""
     hf = cfg.hf_config
-    pairs = []
+    pairs = [("masked_spec_embed", "embed.masked_spec_embed")] if _has_spec_embed(hf) else []
     for i in range(len(hf["conv_dim"])):
         pairs.append((f"feature_extractor.conv_layers.{i}.conv.weight", f"embed.conv_layers.{i}.conv.weight"))
         if hf.get("conv_bias", False):
