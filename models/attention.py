@@ -41,6 +41,8 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(n_heads * d_head, d_model, bias=output_bias)
         self.register_buffer("kv_index", torch.tensor(kv_index, dtype=torch.long), persistent=False)
         self.uniform_groups = kv_index == [h // max(1, n_heads // max(1, n_kv_heads)) for h in range(n_heads)]
+        # plain multi-head attention: head h reads key/value head h, so no gather (and no scatter in backward)
+        self.own_kv = kv_index == list(range(n_heads)) and n_kv_heads == n_heads
         self.hook_q = HookPoint("(B, T, H, dh) after rotary")
         self.hook_k = HookPoint("(B, S, KV, dh) after rotary; S = T in self-attention")
         self.hook_v = HookPoint("(B, S, KV, dh)")
@@ -71,8 +73,11 @@ class Attention(nn.Module):
         k, v = kv if isinstance(kv, tuple) else self.project_kv(x if kv is None else kv, rotary if kv is None else None)
         # each query head reads its own key/value head: (B, H, T, dh)
         q_h = q.transpose(1, 2)
-        k_h = k.index_select(2, self.kv_index).transpose(1, 2)
-        v_h = v.index_select(2, self.kv_index).transpose(1, 2)
+        if self.own_kv:
+            k_h, v_h = k.transpose(1, 2), v.transpose(1, 2)
+        else:
+            k_h = k.index_select(2, self.kv_index).transpose(1, 2)
+            v_h = v.index_select(2, self.kv_index).transpose(1, 2)
         scale = 1.0 / math.sqrt(self.d_head)
         pattern = None
         if capture:
