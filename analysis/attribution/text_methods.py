@@ -13,6 +13,7 @@ from captum.attr import InputXGradient, LayerIntegratedGradients, Occlusion, Sal
 
 from analysis.rollout import attention_rollout, gradient_weighted_rollout
 
+from .attention_grads import patterns_and_gradients
 from .completeness import integrate_until_complete
 from .result import Attribution, Progress, Target, no_progress
 from .text_inputs import TextForward
@@ -103,21 +104,13 @@ def attention_x_gradient(fwd: TextForward, target: Target, progress: Progress = 
     """Gradient-weighted attention rolled through the layers (Chefer et al. 2021), read at the deciding position."""
     start = time.perf_counter()
     model, inputs = fwd.model, fwd.inputs
-    patterns: dict[int, torch.Tensor] = {}
 
-    def keep(pattern: torch.Tensor, name: str) -> None:
-        patterns[int(name.split(".")[1])] = pattern  # "blocks.{i}.attn.hook_pattern"
-
-    points = [name for name in model.hook_points if name.endswith("attn.hook_pattern")]
-    embeds = _embeds(fwd)  # (1, T, d)
-    with torch.enable_grad(), model.hooks([(name, keep) for name in points]):
-        out = model.forward(inputs_embeds=embeds, attention_mask=inputs.attention_mask,
+    def run() -> torch.Tensor:
+        out = model.forward(inputs_embeds=_embeds(fwd), attention_mask=inputs.attention_mask,
                             token_type_ids=inputs.token_type_ids, capture=True)
-        score = fwd._read(out.logits)[0, target.index]
-        layers = sorted(patterns)
-        grads = dict(zip(layers, torch.autograd.grad(score, [patterns[l] for l in layers])))
-    attentions = [patterns.get(l, a).detach() for l, a in enumerate(out.attentions)]
-    gradients = [grads.get(l, torch.zeros_like(a)) for l, a in enumerate(attentions)]  # all-pruned layers: none
+        return fwd._read(out.logits)[0, target.index]
+
+    attentions, gradients = patterns_and_gradients(model, run)
     relevance = gradient_weighted_rollout(attentions, gradients)[0]  # (T, T)
     return Attribution("attention_x_gradient", scores=relevance[inputs.read_position].detach(), signed=False,
                        seconds=time.perf_counter() - start)
