@@ -69,11 +69,18 @@ def wait_until_idle(page, timeout_ms: float = 180_000, after_interaction: bool =
     """
     if after_interaction:
         try:
-            page.wait_for_selector("[data-testid='stApp'][data-test-script-state='running']", timeout=5_000)
+            page.wait_for_selector("[data-testid='stApp'][data-test-script-state='running']", timeout=2_000)
         except Exception:  # the rerun was quicker than the first poll: it has already finished
             pass
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
     page.wait_for_timeout(300)  # let the last deltas paint
+
+
+def wait_for_caption(page, text: str, timeout_ms: float = 60_000) -> None:
+    """Wait until a caption on the page contains ``text`` (results arrive when the rerun ends)."""
+    page.wait_for_function(
+        """t => [...document.querySelectorAll("[data-testid='stCaptionContainer']")].some(e => e.innerText.includes(t))""",
+        arg=text, timeout=timeout_ms, polling=250)
 
 
 def main_text(page) -> str:
