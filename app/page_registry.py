@@ -15,4 +15,5 @@ class PageEntry:
 PAGES: list[PageEntry] = [
     PageEntry("attention.py", "Attention", ":material/visibility:", "attention"),
     PageEntry("hidden_states.py", "Hidden states", ":material/stacked_line_chart:", "hidden-states"),
+    PageEntry("attribution.py", "Attribution", ":material/target:", "attribution"),
 ]

@@ -1,0 +1,268 @@
+"""Attribution page: which part of the input made the model decide, by several methods side by side.
+
+Thin on purpose: widgets (built from each method's declared parameters) -> `analysis.attribution`
+-> views from `app.attribution_plots` and `analysis.attribution.render`. Results are kept per
+(model, input, target, methods, settings) in this session, so going back to an input is instant.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from analysis.attribution import (DEFAULT_METHODS, METHODS, attribute_text, method_summary, rank_correlation,
+                                  report_csv, report_html)
+from analysis.attribution.image import attribute_image
+from analysis.attribution.render import token_html
+from analysis.attribution.text_inputs import SUPPORTED_TASKS
+from app.attribution_plots import correlation_heatmap, image_heatmap, methods_token_heatmap, waveform_heatmap
+from app.guard import shown_errors
+from app.model_cache import get_model, model_recipe
+from app.sidebar import model_choices, selected_model_name, text_input
+from app.state import keep_valid, keep_valid_many
+from app.token_display import display_tokens
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = "attribution_results"
+MAX_RESULTS = 8
+PREDICTED = "predicted"
+# models with a decision to explain, by modality, in the order they are suggested
+SUGGESTED = {"text": ["minilm-sentiment", "smollm2"], "image": ["vit-digits"]}
+
+
+def switch_model(name: str) -> None:
+    """Button callback: callbacks run before the sidebar is drawn, so the model choice may change here."""
+    st.session_state["model_choice"] = name
+
+
+def suggest_models(modality: str, reason: str) -> None:
+    st.warning(reason)
+    offered = [n for n in SUGGESTED.get(modality, []) + SUGGESTED["text"] if n in model_choices()]
+    for candidate in dict.fromkeys(offered):
+        st.button(f"Use {candidate}", key=f"attribution_use_{candidate}", on_click=switch_model, args=(candidate,))
+    st.stop()
+
+
+def stored() -> OrderedDict:
+    return st.session_state.setdefault(RESULTS, OrderedDict())
+
+
+def remember(key, report) -> None:
+    results = stored()
+    results[key] = report
+    results.move_to_end(key)
+    while len(results) > MAX_RESULTS:
+        results.popitem(last=False)
+
+
+def sample_files(folder: str, patterns: tuple[str, ...]) -> list[Path]:
+    base = ROOT / "sample_data" / folder
+    return sorted(p for pattern in patterns for p in base.glob(pattern))
+
+
+def image_input():
+    """(image source, cache key): a sample image or an uploaded one."""
+    samples = sample_files("images", ("*.png", "*.jpg"))
+    upload = st.file_uploader("Upload an image", type=["png", "jpg", "jpeg", "bmp", "gif", "webp"],
+                              key="attribution_upload_image")
+    if upload is not None:
+        data = upload.getvalue()
+        return data, f"upload:{hashlib.sha256(data).hexdigest()[:16]}", upload.name
+    keep_valid("attribution_image", [p.name for p in samples], default=samples[0].name if samples else None)
+    chosen = st.selectbox("Sample image", [p.name for p in samples], key="attribution_image")
+    path = ROOT / "sample_data" / "images" / chosen
+    return str(path), f"sample:{chosen}", chosen
+
+
+def target_widget(model, modality: str):
+    """The class, or for language models the token, to explain; None means the model's own prediction."""
+    if modality == "text" and model.task in ("causal-lm", "masked-lm"):
+        where = "next token" if model.task == "causal-lm" else "token at [MASK]"
+        typed = st.text_input(f"Target {where} (empty: the predicted one)", key="attribution_target_token",
+                              help="A token as the tokenizer writes it (e.g. 'Ġmat' for GPT-2-style BPE), or a token id.")
+        typed = typed.strip()
+        if not typed:
+            return None
+        return int(typed) if typed.lstrip("-").isdigit() else typed
+    labels = model.labels or {}
+    n_classes = len(labels) or getattr(getattr(model.network.head, "classifier", None), "out_features", 2)
+    options = [PREDICTED] + list(range(n_classes))
+    keep_valid("attribution_target", options, default=PREDICTED)
+    chosen = st.selectbox("Target class", options, key="attribution_target",
+                          format_func=lambda c: "the predicted class" if c == PREDICTED else f"{c}: {labels.get(c, f'class {c}')}")
+    return None if chosen == PREDICTED else int(chosen)
+
+
+def method_widgets(modality: str, patch: int = 1) -> tuple[list[str], dict[str, dict]]:
+    options = [k for k, spec in METHODS.items() if modality in spec.modalities]
+    if "attribution_methods" not in st.session_state:
+        st.session_state["attribution_methods"] = [k for k in DEFAULT_METHODS if k in options]
+    keep_valid_many("attribution_methods", options)
+    methods = st.multiselect("Methods", options, key="attribution_methods", format_func=lambda k: METHODS[k].label)
+    params: dict[str, dict] = {}
+    with st.expander("Method settings"):
+        for key in methods:
+            spec = METHODS[key]
+            st.caption(f"**{spec.label}** ({spec.reference}): {spec.summary}")
+            for p in spec.params:
+                widget_key = f"attribution_{key}_{p.name}"
+                default = p.default
+                if modality == "image" and key == "occlusion":
+                    default = max(p.minimum, min(p.maximum, patch))  # a patch-sized window, not one pixel
+                value = st.number_input(f"{p.name}", min_value=p.kind(p.minimum), max_value=p.kind(p.maximum),
+                                        value=p.kind(default), step=p.kind(1) if p.kind is int else 0.05,
+                                        key=widget_key, help=p.help)
+                params.setdefault(key, {})[p.name] = value
+    return methods, params
+
+
+def run_attribution(model, modality: str, source, methods, target, params, progress):
+    if modality == "image":
+        return attribute_image(model, source, methods=methods, target=target, params=params, progress=progress)
+    return attribute_text(model, source, methods=methods, target=target, params=params, progress=progress)
+
+
+def code_to_reproduce(name: str, modality: str, source, methods, target, params) -> str:
+    call = "attribute_image(model, image" if modality == "image" else "attribute_text(model, text"
+    return "\n".join([
+        "from models import load_model",
+        "from analysis.attribution import attribute_text, rank_correlation, report_html",
+        "from analysis.attribution.image import attribute_image",
+        "",
+        f"model = {model_recipe(name)}",
+        f"{'image' if modality == 'image' else 'text'} = {source!r}",
+        f"report = {call}, methods={list(methods)!r}, target={target!r}, params={params!r})",
+        "for key, result in report.results.items():",
+        "    print(key, result.scores)  # one score per token / pixel; IG also has result.convergence_delta",
+        "print(rank_correlation(report))  # Spearman, on |scores|",
+        "open('attribution.html', 'w').write(report_html(report))",
+    ]) + "\n"
+
+
+def show_text(report) -> None:
+    shown = display_tokens(report.units)
+    keys = list(report.results)
+    st.plotly_chart(methods_token_heatmap(shown, [report.results[k].scores.numpy() for k in keys],
+                                          [METHODS[k].label for k in keys], [report.results[k].signed for k in keys],
+                                          report.special), key="attribution_heatmap")
+    for key in keys:
+        result = report.results[key]
+        st.markdown(f"**{METHODS[key].label}**" + ("" if result.signed else " (magnitude)"))
+        st.markdown(token_html(report.units, result.scores.numpy(), result.signed, report.special),
+                    unsafe_allow_html=True)
+
+
+def show_image(report) -> None:
+    keys = list(report.results)
+    columns = st.columns(min(3, len(keys)))
+    for i, key in enumerate(keys):
+        result = report.results[key]
+        columns[i % len(columns)].plotly_chart(
+            image_heatmap(report.extras.get("image"), result.scores.numpy(), result.signed, METHODS[key].label),
+            key=f"attribution_image_{key}")
+
+
+def show_completeness(report) -> None:
+    ig = report.results.get("integrated_gradients")
+    if ig is None:
+        return
+    text = (f"Integrated gradients: convergence delta {ig.convergence_delta:+.3g} after {ig.n_steps} steps, "
+            f"{ig.relative_delta:.1%} of F(input) − F(baseline) = {ig.output_difference:+.4g}")
+    if ig.converged:
+        st.caption(text + " (completeness holds within 5%" + (f"; {ig.notes[0]}" if ig.notes else "") + ").")
+    else:
+        st.warning(text + f": still above 5% at the limit of {ig.n_steps} steps. Raise max_steps in the settings.")
+
+
+st.header("Attribution")
+st.caption("Which part of the input made the model decide. Green pushed the target up, magenta pushed it down; "
+           "magnitude-only methods (saliency, rollout, attention x gradient) say how much, not which way, and are "
+           "drawn in blue on the tokens.")
+name = selected_model_name()
+if name is None:
+    st.info("Type a folder or hub id in the sidebar.")
+    st.stop()
+
+model = None
+with shown_errors(f"loading {name}"):
+    model = get_model(name)
+if model is None:
+    st.stop()
+
+modality = getattr(model, "modality", "text")
+if modality == "audio":
+    suggest_models("text", f"{name} reads audio; this page explains text and image classifiers and language models "
+                           "for now. Pick one of these:")
+if modality == "text" and model.task not in SUPPORTED_TASKS:
+    suggest_models("text", f"{name} has {'no task head' if model.task is None else f'a {model.task} head'}, so there "
+                           "is no decision to explain. Attribution needs a classifier or a language model:")
+if modality == "image" and model.task != "image-classification":
+    suggest_models("image", f"{name} has no classification head, so there is no decision to explain.")
+
+if modality == "image":
+    source, input_key, description = image_input()
+else:
+    source = text_input("attribution", allow_pairs=not model.config.causal and model.task == "sequence-classification")
+    input_key, description = repr(source), source
+target = target_widget(model, modality)
+patch = model.network.embed.patch_size[0] if modality == "image" else 1
+methods, params = method_widgets(modality, patch)
+key = (name, id(model), input_key, repr(target), tuple(methods), repr(sorted(params.items())))
+
+report = stored().get(key)
+clicked = st.button("Explain", key="attribution_run", type="primary", disabled=not methods)
+if report is None and clicked:
+    bar = st.progress(0.0, text="starting")
+    with shown_errors("computing attributions"):
+        report = run_attribution(model, modality, source, methods, target, params,
+                                 progress=lambda fraction, message: bar.progress(min(1.0, max(0.0, fraction)), text=message))
+        remember(key, report)
+    bar.empty()
+if report is None:
+    if methods:
+        st.info("Press Explain to compute the attributions (kept for this input while the session lasts).")
+    st.stop()
+
+t = report.target
+st.subheader(f"Explaining “{t.label}”")
+st.caption(f"{'Chosen' if t.chosen else 'Predicted'} target {t.index}: logit {t.score:.4g}, probability {t.probability:.3f}"
+           + (f", read at position {t.position}" if t.position is not None else ""))
+show_completeness(report)
+
+tab_views, tab_agreement, tab_export, tab_code = st.tabs(["Views", "Agreement", "Export", "Code to reproduce"])
+with tab_views, shown_errors("drawing the attributions"):
+    if report.modality == "image":
+        show_image(report)
+    else:
+        show_text(report)
+
+with tab_agreement, shown_errors("comparing methods"):
+    if len(report.results) < 2:
+        st.info("Choose two methods or more to compare them.")
+    else:
+        mode = st.radio("Rank", ["by magnitude |score|", "by signed score"], horizontal=True, key="attribution_rank_mode",
+                        help="Magnitude asks whether methods agree on which units matter; saliency and rollout have no sign.")
+        corr = rank_correlation(report, magnitude=mode.startswith("by magnitude"))
+        st.plotly_chart(correlation_heatmap(corr, "Spearman rank correlation between methods"),
+                        key="attribution_correlation")
+        st.caption("Computed over " + ("the words (special tokens are left out: every baseline keeps them)."
+                                       if report.modality == "text" else "every pixel."))
+    st.dataframe(method_summary(report), hide_index=True, key="attribution_summary")
+
+with tab_export:
+    stem = f"attribution_{name}".replace("/", "_")
+    c1, c2 = st.columns(2)
+    c1.download_button("Scores as CSV", lambda: report_csv(report).encode("utf-8"), file_name=f"{stem}.csv",
+                       mime="text/csv", key="attribution_csv", on_click="ignore")
+    c2.download_button("Report as HTML", lambda: report_html(report).encode("utf-8"), file_name=f"{stem}.html",
+                       mime="text/html", key="attribution_html", on_click="ignore")
+    st.caption("The HTML report opens offline: coloured tokens or heatmaps, completeness and agreement tables.")
+
+with tab_code:
+    st.caption("Runs in a notebook from the repository root and gives the numbers shown on this page.")
+    shown_source = description if modality == "text" else (source if isinstance(source, str) else description)
+    st.code(code_to_reproduce(name, modality, shown_source, methods, target, params),
+            language="python")
