@@ -1,0 +1,81 @@
+"""Plot builders of the Heads page: they take numbers and labels, never models."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+CLICK_TRACE = 1  # index of the transparent per-cell markers a click selects
+
+
+def importance_heatmap(scores: np.ndarray, title: str, value_name: str,
+                       masked: Iterable[tuple[int, int]] = ()) -> go.Figure:
+    """Layers x heads scores (NaN = pruned, left blank); masked heads crossed out; every cell clickable.
+
+    Plotly heatmaps cannot be selected, so a transparent marker sits on every cell: clicking a
+    cell selects that marker, whose customdata is (layer, head).
+    """
+    scores = np.asarray(scores, dtype=float)  # (layers, heads)
+    n_layers, n_heads = scores.shape
+    heads, layers = np.meshgrid(np.arange(n_heads), np.arange(n_layers))
+    present = ~np.isnan(scores)
+    fig = go.Figure([
+        go.Heatmap(z=scores, x=list(range(n_heads)), y=list(range(n_layers)), colorscale="Viridis",
+                   colorbar=dict(title=value_name),
+                   hovertemplate=f"layer %{{y}} · head %{{x}}<br>{value_name} %{{z:.4f}}<extra></extra>"),
+        go.Scatter(x=heads[present], y=layers[present], mode="markers", showlegend=False,
+                   customdata=np.stack([layers[present], heads[present]], axis=-1),
+                   marker=dict(symbol="square", size=18, opacity=0.01, color="white"),
+                   hoverinfo="skip", name="select"),
+    ])
+    masked = sorted(set(masked))
+    if masked:
+        fig.add_trace(go.Scatter(x=[h for _, h in masked], y=[l for l, _ in masked], mode="markers", name="masked",
+                                 marker=dict(symbol="x-thin", size=14, line=dict(width=3, color="red")),
+                                 hovertemplate="layer %{y} · head %{x}: masked<extra></extra>"))
+    fig.update_layout(title=title, height=min(900, 160 + 28 * n_layers), xaxis_title="head", yaxis_title="layer",
+                      yaxis_autorange="reversed", clickmode="event+select", dragmode="select",
+                      xaxis=dict(tickmode="linear", dtick=1), yaxis=dict(tickmode="linear", dtick=1),
+                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.15))
+    return fig
+
+
+def selected_heads(points: Sequence[dict]) -> list[tuple[int, int]]:
+    """(layer, head) of the cells a selection event holds (clicks land on the transparent markers)."""
+    chosen = []
+    for point in points:
+        if point.get("curve_number", CLICK_TRACE) != CLICK_TRACE:
+            continue
+        data = point.get("customdata")
+        if data is not None and len(data) == 2:
+            chosen.append((int(data[0]), int(data[1])))
+        elif "x" in point and "y" in point:
+            chosen.append((int(point["y"]), int(point["x"])))
+    return chosen
+
+
+def prediction_bars(prediction: pd.DataFrame, title: str) -> go.Figure:
+    """Probabilities of the top outputs before and after masking, side by side."""
+    labels = [str(o) for o in prediction["output"]]
+    fig = go.Figure([
+        go.Bar(name="before", x=labels, y=prediction["before"], hovertemplate="%{x}: %{y:.3f}<extra>before</extra>"),
+        go.Bar(name="with heads masked", x=labels, y=prediction["after"],
+               hovertemplate="%{x}: %{y:.3f}<extra>masked</extra>"),
+    ])
+    fig.update_layout(title=title, barmode="group", height=340, yaxis_title="probability", yaxis_range=[0, 1],
+                      margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def pruning_curve_figure(table: pd.DataFrame, metric: str, title: str) -> go.Figure:
+    """The metric against the share of heads pruned, one marker per step (Michel et al. 2019, Fig. 3)."""
+    fig = go.Figure(go.Scatter(
+        x=table["fraction_pruned"] * 100, y=table[metric], mode="lines+markers", name=metric,
+        customdata=np.stack([table["heads_pruned"], table["parameters"]], axis=-1),
+        hovertemplate=(f"%{{x:.0f}}% of heads pruned (%{{customdata[0]}})<br>{metric} %{{y:.4f}}"
+                       "<br>%{customdata[1]:,} parameters<extra></extra>")))
+    fig.update_layout(title=title, xaxis_title="heads pruned (%)", yaxis_title=metric, height=380,
+                      margin=dict(l=10, r=10, t=40, b=10))
+    return fig

@@ -1,0 +1,321 @@
+"""Heads page: score every attention head, mask heads by clicking, see the effect, prune a copy, draw the curve.
+
+Thin: widgets -> analysis (`head_importance`, `head_effect`, `pruning_report`, `pruning_curve`)
+-> plot builders (`app.head_plots`). The shared cached model is never changed: masks are
+context-scoped, and pruning makes a new model that belongs to this session only.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import streamlit as st
+
+from analysis.attention import head_pattern
+from analysis.head_effect import masking_effect
+from analysis.head_importance import METHODS, compute_head_importance
+from analysis.metrics import METRICS, SUPPORTED_TASKS, make_eval_set, read_labelled_csv
+from analysis.pruning_curve import CURVE_METHODS, compute_pruning_curve
+from analysis.pruning_report import compare_pruned
+from app.exports import frame_csv
+from app.guard import shown_errors
+from app.head_plots import importance_heatmap, prediction_bars, pruning_curve_figure, selected_heads
+from app.heads_code import EvalSource, heads_code
+from app.model_cache import add_session_model, get_model, model_recipe, session_models
+from app.plots import attention_heatmap, matrix_heatmap
+from app.sidebar import example_sentences, selected_model_name, text_input
+from app.state import int_slider, keep_valid, keep_valid_many
+from app.token_display import display_tokens
+from models.errors import WorkbenchError
+
+ROOT = Path(__file__).resolve().parent.parent
+SENTIMENT = ROOT / "sample_data" / "sentiment.csv"
+SENTENCES = ROOT / "sample_data" / "sentences.txt"
+SPEED_TEXTS = 16          # sentences the prune button times both models on
+KEPT_RESULTS = 6          # importance scores and curves this session keeps
+VALUE_NAMES = {"gradient": "importance", "ablation": "metric drop", "entropy": "entropy (nats)"}
+
+
+def head_label(layer: int, head: int) -> str:
+    return f"L{layer}.H{head}"
+
+
+def parse_heads(labels: list[str]) -> dict[int, list[int]]:
+    """["L1.H0", "L1.H2"] -> {1: [0, 2]}."""
+    spec: dict[int, list[int]] = {}
+    for label in labels:
+        layer, head = label[1:].split(".H")
+        spec.setdefault(int(layer), []).append(int(head))
+    return {layer: sorted(heads) for layer, heads in sorted(spec.items())}
+
+
+def results() -> OrderedDict:
+    """This session's computed scores and curves, most recent last (slow ones are worth keeping)."""
+    return st.session_state.setdefault("heads_results", OrderedDict())
+
+
+def remember(key, value) -> None:
+    store = results()
+    store[key] = value
+    store.move_to_end(key)
+    while len(store) > KEPT_RESULTS:
+        store.popitem(last=False)
+
+
+def set_mask(labels: list[str]) -> None:
+    """Button callback: replace the masked heads (callbacks run before the multiselect is drawn)."""
+    st.session_state["heads_mask"] = list(labels)
+
+
+def prune_copy(name: str, labels: list[str], texts: list[str]) -> None:
+    """Button callback: a pruned copy for this session, its parameters and measured speed-up."""
+    spec = parse_heads(labels)
+    try:
+        original = get_model(name)
+        pruned = original.prune_heads(spec)
+        report = compare_pruned(original, pruned, texts[:SPEED_TEXTS])
+    except WorkbenchError as error:
+        st.session_state["heads_prune_error"] = str(error)
+        return
+    count, suffix = sum(len(h) for h in spec.values()), 1
+    new_name = f"{name} − {count} head{'s' if count > 1 else ''}"
+    while new_name in session_models():
+        suffix += 1
+        new_name = f"{name} − {count} heads ({suffix})"
+    add_session_model(new_name, pruned, f"{model_recipe(name)}.prune_heads({spec!r})")
+    st.session_state["heads_prune_report"] = (name, new_name, report)
+    st.session_state["model_choice"] = new_name  # allowed: callbacks run before the sidebar is drawn
+    st.session_state["heads_mask"] = []           # those heads are gone from the copy
+
+
+st.header("Heads")
+name = selected_model_name()
+if name is None:
+    st.info("Type a folder or hub id in the sidebar.")
+    st.stop()
+model = None
+with shown_errors(f"loading {name}"):
+    model = get_model(name)
+if model is None:
+    st.stop()
+if getattr(model, "modality", "text") != "text":
+    st.info(f"{name} reads {model.modality}; this page scores the heads of text models. Pick a text model.")
+    st.stop()
+
+# ---------------------------------------------------------------- evaluation data and importance
+has_loss = model.task in SUPPORTED_TASKS
+labelled = model.task == "sequence-classification"
+texts, labels = None, None
+with shown_errors("reading the evaluation sentences"):
+    if labelled:
+        texts, labels = read_labelled_csv(SENTIMENT, split="train")
+        source_text = f"{SENTIMENT.name}, train split"
+    else:
+        texts = example_sentences()
+        source_text = f"{SENTENCES.name}" + (" (the model's own language-modelling loss)" if has_loss else "")
+if texts is None:
+    st.stop()
+
+methods = [key for key, spec in METHODS.items() if has_loss or not spec.needs_loss]
+keep_valid("heads_method", methods, default=methods[0])
+left, middle, right = st.columns([2, 2, 3])
+method = left.selectbox("Score heads by", methods, key="heads_method", format_func=lambda k: METHODS[k].label)
+params: dict = {}
+if method == "ablation":
+    params["metric"] = middle.radio("Metric", METRICS, key="heads_metric", horizontal=True,
+                                    index=METRICS.index("accuracy") if labelled else 0)
+elif method == "gradient":
+    params["normalize"] = middle.checkbox("Normalise per layer (l2)", value=True, key="heads_normalize")
+n_examples = int_slider(right, "Evaluation sentences", min(4, len(texts)), len(texts), key="heads_examples",
+                        default=min(32, len(texts)))
+spec = METHODS[method]
+st.caption(f"{spec.summary} ({spec.reference}). Data: the first {n_examples} sentences of {source_text}.")
+if not has_loss:
+    st.caption(f"{name} has no language-modelling or classification head, so only attention entropy can be "
+               "scored; gradient and ablation scores need a loss (try a model with a task head).")
+
+data = None
+importance = None
+with shown_errors("scoring the heads"):
+    data_key = (name, id(model), n_examples)
+    if has_loss:
+        data = make_eval_set(model, texts[:n_examples], labels[:n_examples] if labelled else None)
+    key = ("importance", data_key, method, tuple(sorted(params.items())))
+    if key not in results():
+        if method == "ablation":  # one pass per head: run on request, with a progress bar
+            heads_total = sum(len(h) for h in model.head_ids())
+            if st.button(f"Run the ablation ({heads_total} heads × {n_examples} sentences)", key="heads_run"):
+                bar = st.progress(0.0, text="starting")
+                remember(key, compute_head_importance(model, data, method, **params,
+                                                      progress=lambda f, m: bar.progress(min(f, 1.0), text=m)))
+                bar.empty()
+        else:
+            remember(key, compute_head_importance(model, data if spec.needs_loss else texts[:n_examples], method,
+                                                  **params))
+    importance = results().get(key)
+
+# ---------------------------------------------------------------- heatmap: click heads to mask them
+all_heads = [head_label(layer, head) for layer, ids in enumerate(model.head_ids()) for head in ids]
+keep_valid_many("heads_mask", all_heads)
+st.session_state.setdefault("heads_mask", [])
+if importance is not None:
+    masked_now = [(l, h) for l, heads in parse_heads(st.session_state["heads_mask"]).items() for h in heads]
+    fig = importance_heatmap(importance.scores.numpy(), f"{spec.label} per head", VALUE_NAMES[method], masked_now)
+    event = st.plotly_chart(fig, key="heads_heatmap", on_select="rerun", selection_mode=("points",))
+    clicked = selected_heads(event.selection.points) if event and event.selection else []
+    previous = st.session_state.get("_heads_last_click", [])
+    st.session_state["_heads_last_click"] = clicked
+    fresh = [c for c in clicked if c not in previous]
+    if fresh:  # a click toggles the head in the mask
+        chosen = list(st.session_state["heads_mask"])
+        for layer, head in fresh:
+            label = head_label(layer, head)
+            if label in all_heads:
+                chosen.remove(label) if label in chosen else chosen.append(label)
+        st.session_state["heads_mask"] = chosen
+    frame = importance.to_frame()
+    top, low = frame.iloc[0], frame.iloc[-1]
+    st.caption(f"Click a cell to mask or unmask that head. Most important: {head_label(top['layer'], top['head'])} "
+               f"({top['score']:.4f}); least: {head_label(low['layer'], low['head'])} ({low['score']:.4f}); "
+               f"{importance.n_examples} sentences" + (f"; baseline {importance.metric} {importance.baseline:.4f}"
+                                                      if importance.baseline is not None else "") + ".")
+
+col_mask, col_k, col_buttons = st.columns([4, 1, 2])
+masked_labels = col_mask.multiselect("Masked heads", all_heads, key="heads_mask",
+                                     help="Masked as transformers 4.x head_mask: each head's output is zeroed before "
+                                          "the output projection, for this page's runs only.")
+k = col_k.number_input("k", 1, max(1, len(all_heads) - 1), min(3, max(1, len(all_heads) - 1)), key="heads_least_k")
+if importance is not None:
+    least = importance.least_important(int(k))
+    col_buttons.button(f"Mask the {int(k)} least important", key="heads_mask_least", on_click=set_mask,
+                       args=([head_label(l, h) for l, heads in least.items() for h in heads],))
+col_buttons.button("Unmask all", key="heads_mask_clear", on_click=set_mask, args=([],), disabled=not masked_labels)
+mask = parse_heads(masked_labels)
+
+tab_effect, tab_prune, tab_curve, tab_scores, tab_code = st.tabs(
+    ["Effect of the mask", "Prune", "Pruning curve", "Scores", "Code to reproduce"])
+
+text = None
+with tab_effect:
+    text = text_input("heads", allow_pairs=not model.config.causal)
+    if not mask:
+        st.info("Mask heads (click the heatmap, pick them above, or mask the least important) to see what changes.")
+    else:
+        with shown_errors("running the model with heads masked"):
+            effect = masking_effect(model, text, mask)
+            tokens = display_tokens(effect.before.tokens[0])
+            if not effect.prediction.empty:
+                st.plotly_chart(prediction_bars(effect.prediction, f"Prediction: {effect.what}"), key="heads_prediction")
+                first = effect.prediction.iloc[0]
+                st.caption(f"{effect.what}: {first.output!r} {first.before:.3f} → {first.after:.3f}; "
+                           f"KL(before ‖ masked) = {effect.kl_divergence:.4f} nats.")
+            else:
+                st.caption(f"{name} has no task head: the final hidden states move to cosine "
+                           f"{float(effect.hidden_cosine[-1]):.4f} of their unmasked selves.")
+            st.plotly_chart(matrix_heatmap(effect.attention_change.numpy(), [str(h) for h in range(model.n_heads)],
+                                           [str(l) for l in range(model.n_layers)],
+                                           title="How much each head's attention changed (mean |Δ|)",
+                                           x_title="head", y_title="layer", colorscale="Reds", zmin=0,
+                                           value_name="mean |Δ attention|"), key="heads_change_grid")
+            st.caption(f"Masked heads report zero attention (as transformers 4.x does); the other heads of layers "
+                       f"0..{min(mask)} keep their patterns, later layers change. Hidden-state cosine with the "
+                       "unmasked run, per layer: " + ", ".join(f"{float(c):.3f}" for c in effect.hidden_cosine) + ".")
+            layer = int_slider(st, "Layer", 0, model.n_layers - 1, key="heads_effect_layer",
+                               default=min(model.n_layers - 1, max(mask)))
+            head_ids = effect.before.head_ids[layer]
+            if head_ids:
+                keep_valid("heads_effect_head", head_ids, default=head_ids[0])
+                head = st.selectbox("Head", head_ids, key="heads_effect_head")
+                before_col, after_col = st.columns(2)
+                before_col.plotly_chart(attention_heatmap(head_pattern(effect.before, layer, head).numpy(), tokens,
+                                                          f"L{layer}.H{head} before"), key="heads_attn_before")
+                after_col.plotly_chart(attention_heatmap(head_pattern(effect.after, layer, head).numpy(), tokens,
+                                                         f"L{layer}.H{head} with heads masked"), key="heads_attn_after")
+            else:
+                st.caption(f"Layer {layer} has no heads left.")
+
+with tab_prune:
+    st.caption("Pruning removes the masked heads for real (their query, key and value rows and output-projection "
+               "columns): a new model for this session, picked in the sidebar; other sessions never see it.")
+    st.button(f"Prune the {len(masked_labels)} masked head{'s' if len(masked_labels) != 1 else ''}",
+              key="heads_prune", disabled=not masked_labels, on_click=prune_copy,
+              args=(name, list(masked_labels), list(texts)))
+    if st.session_state.get("heads_prune_error"):
+        st.error(st.session_state.pop("heads_prune_error"))
+    report_entry = st.session_state.get("heads_prune_report")
+    if report_entry is not None:
+        source_name, pruned_name, report = report_entry
+        st.success(f"{pruned_name}: a pruned copy of {source_name}, now selected in the sidebar.")
+        a, b, c = st.columns(3)
+        a.metric("Parameters removed", f"{report.parameters_removed:,}",
+                 f"-{report.parameters_removed / report.parameters_before:.2%}", delta_color="off")
+        b.metric("Heads", f"{report.heads_after} of {report.heads_before}")
+        c.metric("Speed-up", f"{report.speedup:.2f}×")
+        st.caption(f"Median forward time on {min(SPEED_TEXTS, len(texts))} sentences ({report.tokens} tokens), "
+                   f"interleaved runs: {report.ms_before:.1f} ms before, {report.ms_after:.1f} ms after. "
+                   "Small models on short text gain little: most time is outside attention.")
+
+curve = None
+curve_settings = None
+with tab_curve:
+    if not has_loss:
+        st.info("A pruning curve measures a loss or accuracy as heads go: it needs a model with a language-modelling "
+                "or classification head.")
+    else:
+        c1, c2, c3, c4 = st.columns(4)
+        curve_method = c1.radio("Rank heads by", CURVE_METHODS, key="heads_curve_method",
+                                format_func=lambda k: METHODS[k].label)
+        curve_metric = c2.radio("Metric", METRICS, key="heads_curve_metric", index=METRICS.index("accuracy") if labelled else 0)
+        step = c3.slider("Prune per step (% of heads)", 5, 50, 10, 5, key="heads_curve_step")
+        limit = c4.slider("Stop at (% pruned)", 10, 100, 90, 10, key="heads_curve_max")
+        curve_settings = dict(method=curve_method, metric=curve_metric, step_fraction=step / 100,
+                              max_fraction=limit / 100)
+        held_out = None
+        with shown_errors("preparing the held-out set"):
+            if labelled:
+                test_texts, test_labels = read_labelled_csv(SENTIMENT, split="test")
+                held_out = make_eval_set(model, test_texts, test_labels)
+                st.caption(f"Michel et al. 2019's procedure: heads are scored on the {n_examples} training sentences, "
+                           f"the least important {step}% pruned, and {curve_metric} measured on the "
+                           f"{len(test_texts)} test sentences; repeat.")
+            else:
+                held_out = data
+                st.caption(f"Michel et al. 2019's procedure on the {n_examples} sentences: score, prune the least "
+                           f"important {step}%, measure the {curve_metric}; repeat.")
+        curve_key = ("curve", data_key, tuple(sorted(curve_settings.items())))
+        if held_out is not None and st.button("Compute the pruning curve", key="heads_curve_run"):
+            bar = st.progress(0.0, text="starting")
+            with shown_errors("computing the pruning curve"):
+                remember(curve_key, compute_pruning_curve(model, held_out, score_data=data, **curve_settings,
+                                                          progress=lambda f, m: bar.progress(min(f, 1.0), text=m)))
+            bar.empty()
+        curve = results().get(curve_key)
+        if curve is not None:
+            table = curve.table
+            st.plotly_chart(pruning_curve_figure(table, curve.metric, f"{curve.metric} as heads are pruned"),
+                            key="heads_curve_chart")
+            last = table.iloc[-1]
+            st.caption(f"{curve.metric}: {table[curve.metric].iloc[0]:.4f} with every head, "
+                       f"{last[curve.metric]:.4f} with {int(last.heads_pruned)} pruned ({last.fraction_pruned:.0%}); "
+                       f"parameters {int(table.parameters.iloc[0]):,} → {int(last.parameters):,}.")
+            st.dataframe(table, key="heads_curve_table", hide_index=True)
+            st.download_button("Curve as CSV", frame_csv(table), file_name=f"pruning_curve_{name}.csv".replace("/", "_"),
+                               mime="text/csv", key="heads_curve_csv", on_click="ignore")
+
+with tab_scores:
+    if importance is None:
+        st.info("No scores yet: run the ablation above.")
+    else:
+        scores_frame = importance.to_frame()
+        st.dataframe(scores_frame, key="heads_scores_table", hide_index=True)
+        st.download_button("Scores as CSV", frame_csv(scores_frame),
+                           file_name=f"head_importance_{method}_{name}.csv".replace("/", "_"), mime="text/csv",
+                           key="heads_scores_csv", on_click="ignore")
+
+with tab_code:
+    st.caption("Runs in a notebook from the repository root and gives the numbers shown on this page.")
+    source = EvalSource(labelled_csv=f"sample_data/{SENTIMENT.name}" if labelled else None,
+                        split="train" if labelled else None,
+                        sentences_file=None if labelled else f"sample_data/{SENTENCES.name}", n_examples=n_examples)
+    st.code(heads_code(model_recipe(name), source, method, params, spec.needs_loss, text, mask,
+                       curve_settings if curve is not None else None), language="python")

@@ -1,0 +1,207 @@
+"""The Heads page, driven by widget keys on tiny models; every number is checked against the analysis run outside.
+
+`minilm` is a tiny BERT without a head (entropy only), `smollm2` a tiny Llama (LM loss, GQA),
+and a tiny BERT classifier with the sentiment labels stands in for a fine-tuned model.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from analysis.head_effect import masking_effect
+from analysis.head_importance import (compute_ablation_importance, compute_attention_entropy,
+                                      compute_gradient_importance)
+from analysis.metrics import make_eval_set, read_labelled_csv
+from analysis.pruning_curve import compute_pruning_curve
+from app.head_plots import CLICK_TRACE, importance_heatmap, selected_heads
+from app.sidebar import example_sentences
+from tests.app.page_helpers import captions, chart_traces, chart_z, decode, open_page
+from tests.tiny_models import make_checkpoint
+
+SENTIMENT = Path(__file__).resolve().parents[2] / "sample_data" / "sentiment.csv"
+TEXT = "the cat sat on the mat ."
+
+
+def heads_page(query: dict[str, str] | None = None):
+    at = open_page("heads.py", query=query)
+    assert not at.exception, at.exception
+    assert [h.value for h in at.header] == ["Heads"]
+    return at
+
+
+def test_model_without_a_head_offers_entropy_only(tiny_models):
+    at = heads_page()
+    assert at.selectbox(key="heads_method").options == ["Attention entropy"]
+    assert any("only attention entropy can be scored" in c for c in captions(at))
+    n = at.slider(key="heads_examples").value
+    expected = compute_attention_entropy(models.load_model("minilm"), example_sentences()[:n]).scores.numpy()
+    np.testing.assert_allclose(chart_z(at, "heads_heatmap"), expected, atol=1e-6)
+    assert at.tabs[2].info[0].value.startswith("A pruning curve measures a loss")
+
+
+def test_gradient_scores_of_a_causal_lm(tiny_models):
+    at = heads_page({"model": "smollm2"})
+    assert at.selectbox(key="heads_method").value == "gradient"
+    at.slider(key="heads_examples").set_value(8).run()
+    assert not at.exception and not at.error
+    model = models.load_model("smollm2")
+    expected = compute_gradient_importance(model, make_eval_set(model, example_sentences()[:8]))
+    np.testing.assert_allclose(chart_z(at, "heads_heatmap"), expected.scores.numpy(), atol=1e-6)
+    top = expected.to_frame().iloc[0]
+    assert any(f"Most important: L{top['layer']}.H{top['head']}" in c for c in captions(at))
+    at.checkbox(key="heads_normalize").uncheck().run()
+    np.testing.assert_allclose(chart_z(at, "heads_heatmap"), expected.details["raw"].numpy(), atol=1e-6)
+    table = at.tabs[3].dataframe[0].value
+    assert list(table["rank"]) == list(range(1, 9))
+
+
+def test_masking_shows_the_effect_on_prediction_and_attention(tiny_models):
+    at = heads_page({"model": "smollm2"})
+    at.text_area(key="heads_free").set_value(TEXT).run()
+    assert at.tabs[0].info  # nothing masked yet
+    at.multiselect(key="heads_mask").select("L0.H1").select("L0.H2").run()
+    assert not at.exception and not at.error
+    effect = masking_effect(models.load_model("smollm2"), TEXT, {0: [1, 2]})
+    bars = chart_traces(at, "heads_prediction")
+    np.testing.assert_allclose(decode(bars[0]["y"]).astype(float), effect.prediction["before"], atol=1e-6)
+    np.testing.assert_allclose(decode(bars[1]["y"]).astype(float), effect.prediction["after"], atol=1e-6)
+    change = chart_z(at, "heads_change_grid")
+    np.testing.assert_allclose(change, effect.attention_change.numpy(), atol=1e-6)
+    assert change[0, 0] == 0 and change[0, 3] == 0 and change[0, 1] > 0  # only the masked heads of layer 0 moved
+    assert (change[1] > 0).any()                                          # later layers did
+    masked_marks = chart_traces(at, "heads_heatmap")[2]
+    assert sorted(zip(masked_marks["y"], masked_marks["x"])) == [(0, 1), (0, 2)]
+    at.slider(key="heads_effect_layer").set_value(1).run()
+    at.selectbox(key="heads_effect_head").set_value(3).run()
+    from analysis.attention import head_pattern
+    np.testing.assert_allclose(chart_z(at, "heads_attn_after"), head_pattern(effect.after, 1, 3).numpy(), atol=1e-6)
+    np.testing.assert_allclose(chart_z(at, "heads_attn_before"), head_pattern(effect.before, 1, 3).numpy(), atol=1e-6)
+    at.button(key="heads_mask_clear").click().run()
+    assert at.multiselect(key="heads_mask").value == []
+
+
+def test_mask_the_least_important_button(tiny_models):
+    at = heads_page({"model": "smollm2"})
+    at.slider(key="heads_examples").set_value(8).run()
+    at.number_input(key="heads_least_k").set_value(3).run()
+    at.button(key="heads_mask_least").click().run()
+    model = models.load_model("smollm2")
+    least = compute_gradient_importance(model, make_eval_set(model, example_sentences()[:8])).least_important(3)
+    expected = [f"L{layer}.H{head}" for layer, heads in least.items() for head in heads]
+    assert sorted(at.multiselect(key="heads_mask").value) == sorted(expected)
+
+
+def test_ablation_runs_on_request_with_its_numbers(tiny_models):
+    at = heads_page({"model": "smollm2"})
+    at.slider(key="heads_examples").set_value(6).run()
+    at.selectbox(key="heads_method").set_value("ablation").run()
+    assert not [c for c in at.get("plotly_chart") if "heads_heatmap" in (c.proto.id or "")]  # not before the click
+    assert at.tabs[3].info[0].value.startswith("No scores yet")
+    at.button(key="heads_run").click().run()
+    assert not at.exception and not at.error
+    model = models.load_model("smollm2")
+    expected = compute_ablation_importance(model, make_eval_set(model, example_sentences()[:6]), metric="loss")
+    np.testing.assert_allclose(chart_z(at, "heads_heatmap"), expected.scores.numpy(), atol=1e-5)
+    assert any(f"baseline loss {expected.baseline:.4f}" in c for c in captions(at))
+    at.radio(key="heads_metric").set_value("loss").run()  # same settings: kept, not recomputed or lost
+    np.testing.assert_allclose(chart_z(at, "heads_heatmap"), expected.scores.numpy(), atol=1e-5)
+
+
+def test_prune_makes_a_session_copy_and_reports_what_it_removed(tiny_models):
+    from app.model_cache import shared_model
+
+    at = heads_page({"model": "smollm2"})
+    at.multiselect(key="heads_mask").select("L1.H0").select("L1.H1").run()
+    at.button(key="heads_prune").click().run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="model_choice").value == "smollm2 − 2 heads"
+    assert at.multiselect(key="heads_mask").value == []
+    model = models.load_model("smollm2")
+    pruned = model.prune_heads({1: [0, 1]})
+    removed = model.num_parameters() - pruned.num_parameters()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Parameters removed"] == f"{removed:,}"
+    assert metrics["Heads"] == "6 of 8"
+    assert metrics["Speed-up"].endswith("×") and float(metrics["Speed-up"][:-1]) > 0
+    # the page now shows the pruned copy: its pruned heads are blank in the heatmap, no longer maskable
+    z = chart_z(at, "heads_heatmap")
+    assert np.isnan(z[1, :2]).all() and not np.isnan(z[0]).any()
+    assert "L1.H0" not in at.multiselect(key="heads_mask").options
+    assert "prune_heads({1: [0, 1]})" in at.code[0].value
+    shared = shared_model("smollm2")
+    assert shared.config.pruned_heads == {} and shared.head_ids()[1] == [0, 1, 2, 3]
+    other = open_page("heads.py")  # another session never sees this copy
+    assert "smollm2 − 2 heads" not in other.selectbox(key="model_choice").options
+
+
+@pytest.fixture
+def sentiment_classifier(tmp_path):
+    if not SENTIMENT.exists():
+        pytest.skip("sample_data/sentiment.csv is not in this checkout")
+    make_checkpoint("bert-cls", tmp_path, initializer_range=0.3, id2label={0: "negative", 1: "positive"},
+                    label2id={"negative": 0, "positive": 1})
+    return tmp_path
+
+
+def test_pruning_curve_on_the_labelled_set(tiny_models, sentiment_classifier):
+    at = heads_page({"model": str(sentiment_classifier)})
+    assert not at.error, [e.value for e in at.error]
+    at.slider(key="heads_examples").set_value(16).run()
+    assert at.radio(key="heads_curve_metric").value == "accuracy"
+    at.slider(key="heads_curve_step").set_value(25).run()
+    at.button(key="heads_curve_run").click().run()
+    assert not at.exception and not at.error
+    model = models.load_model(str(sentiment_classifier))
+    train_texts, train_labels = read_labelled_csv(SENTIMENT, split="train")
+    test_texts, test_labels = read_labelled_csv(SENTIMENT, split="test")
+    curve = compute_pruning_curve(model, make_eval_set(model, test_texts, test_labels),
+                                  score_data=make_eval_set(model, train_texts[:16], train_labels[:16]),
+                                  metric="accuracy", step_fraction=0.25, max_fraction=0.9)
+    line = chart_traces(at, "heads_curve_chart")[0]
+    np.testing.assert_allclose(decode(line["y"]).astype(float), curve.table["accuracy"], atol=1e-6)
+    np.testing.assert_allclose(decode(line["x"]).astype(float), curve.table["fraction_pruned"] * 100)
+    shown = at.tabs[2].dataframe[0].value
+    assert list(shown["heads_pruned"]) == [0, 2, 4, 6]
+    assert any(f"{len(test_texts)} test sentences" in c for c in captions(at))
+
+
+def test_code_to_reproduce_gives_the_numbers_on_the_page(tiny_models, monkeypatch):
+    at = heads_page({"model": "smollm2"})
+    at.slider(key="heads_examples").set_value(8).run()
+    at.text_area(key="heads_free").set_value(TEXT).run()
+    at.multiselect(key="heads_mask").select("L0.H3").run()
+    code = at.code[0].value
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the code reads sample_data/ from the repository root
+    scope: dict = {}
+    exec(code, scope)  # noqa: S102 - our own generated code, on tiny models
+    np.testing.assert_allclose(scope["importance"].table().to_numpy(), chart_z(at, "heads_heatmap"), atol=1e-6)
+    bars = chart_traces(at, "heads_prediction")
+    np.testing.assert_allclose(scope["effect"].prediction["after"], decode(bars[1]["y"]).astype(float), atol=1e-6)
+    assert scope["pruned"].config.pruned_heads == {0: [3]}
+
+
+def test_bad_input_is_shown_and_the_page_stays_up(tiny_models):
+    at = heads_page({"model": "smollm2"})
+    at.multiselect(key="heads_mask").select("L0.H0").run()
+    at.text_area(key="heads_free").set_value("   ").run()
+    assert not at.exception
+    assert any("Empty text" in e.value for e in at.error)
+
+
+def test_heatmap_cells_are_clickable_and_clicks_name_the_head():
+    scores = np.arange(12, dtype=float).reshape(3, 4)
+    scores[2, 1] = np.nan  # a pruned head: blank, not clickable
+    fig = importance_heatmap(scores, "t", "importance", masked=[(0, 3)])
+    click_trace = fig.data[CLICK_TRACE]
+    cells = {tuple(int(v) for v in c) for c in click_trace.customdata}
+    assert len(cells) == 11 and (2, 1) not in cells
+    assert all(int(x) == head and int(y) == layer for x, y, (layer, head) in
+               zip(click_trace.x, click_trace.y, click_trace.customdata))
+    assert list(fig.data[2].x) == [3] and list(fig.data[2].y) == [0]  # the masked head is crossed out
+    event_points = [{"curve_number": CLICK_TRACE, "x": 2, "y": 1, "customdata": [1, 2]},
+                    {"curve_number": 0, "x": 0, "y": 0}]  # a click on the heatmap layer itself names nothing
+    assert selected_heads(event_points) == [(1, 2)]
