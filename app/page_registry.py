@@ -16,7 +16,5 @@ PAGES: list[PageEntry] = [
     PageEntry("attention.py", "Attention", ":material/visibility:", "attention"),
     PageEntry("hidden_states.py", "Hidden states", ":material/stacked_line_chart:", "hidden-states"),
     PageEntry("attribution.py", "Attribution", ":material/target:", "attribution"),
-    PageEntry("vocabulary.py", "Vocabulary", ":material/dictionary:", "vocabulary"),
-    PageEntry("task_heads.py", "Task heads", ":material/model_training:", "task-heads"),
     PageEntry("heads.py", "Heads", ":material/grid_view:", "heads"),
 ]
