@@ -95,7 +95,8 @@ with shown_errors("running the model"):
                 return model.run(text)
         return model.run(text)
 
-    trace = session_memo("attention_trace", trace_key, run)
+    # one trace per session: SmolLM2's attention at 512 tokens alone is ~280 MB
+    trace = session_memo("attention_trace", trace_key, run, max_entries=1)
 if trace is None:
     st.stop()
 

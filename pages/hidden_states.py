@@ -5,6 +5,8 @@ between tokens, and a 2-D PCA of token states across layers. Thin: widgets -> an
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -40,7 +42,10 @@ text = text_input("hidden", allow_pairs=not model.config.causal)
 trace = None
 with shown_errors("running the model"):
     trace_key = (name, id(model), repr(text))
-    trace = session_memo("hidden_trace", trace_key, lambda: model.run(text))
+    # this page reads the residual stream only: drop the attention patterns (~280 MB for SmolLM2
+    # at 512 tokens) instead of keeping them in the session
+    trace = session_memo("hidden_trace", trace_key,
+                         lambda: dataclasses.replace(model.run(text), attentions=()), max_entries=1)
 if trace is None:
     st.stop()
 

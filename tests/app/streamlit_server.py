@@ -85,3 +85,34 @@ def wait_for_caption(page, text: str, timeout_ms: float = 60_000) -> None:
 
 def main_text(page) -> str:
     return page.inner_text("[data-testid='stMain']")
+
+
+_WATCH_RUNS = """() => {
+  if (window.__workbenchRuns) return window.__workbenchRuns.done;
+  const app = document.querySelector("[data-testid='stApp']");
+  window.__workbenchRuns = {done: 0, running: false};
+  new MutationObserver(() => {
+    const state = app.getAttribute("data-test-script-state");
+    if (state === "running") window.__workbenchRuns.running = true;
+    else if (state === "notRunning" && window.__workbenchRuns.running) {
+      window.__workbenchRuns.running = false;
+      window.__workbenchRuns.done += 1;
+    }
+  }).observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
+  return 0;
+}"""
+
+
+def completed_runs(page) -> int:
+    """How many script runs this page has seen finish since watching began (installs the watcher)."""
+    return page.evaluate(_WATCH_RUNS)
+
+
+def wait_for_run_after(page, done_before: int, timeout_ms: float = 900_000) -> None:
+    """Wait until a script run that started after ``completed_runs`` returned ``done_before`` has finished.
+
+    Exact where ``wait_until_idle(after_interaction=True)`` guesses: a MutationObserver counts
+    every running -> notRunning transition of the app root, however short the run.
+    """
+    page.wait_for_function("n => window.__workbenchRuns && window.__workbenchRuns.done > n", arg=done_before,
+                           timeout=timeout_ms, polling=50)
