@@ -18,9 +18,25 @@ def pair(request, tmp_path_factory):
     return request.param, make_vit(folder, request.param), load_model(str(folder)), folder
 
 
+@pytest.fixture(scope="module")
+def png_path(tmp_path_factory):
+    """A grayscale PNG on disk, to exercise loading from a path and the conversion to RGB."""
+    path = tmp_path_factory.mktemp("img") / "gray.png"
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4, mode="L").save(path)
+    return str(path)
+
+
 def _images():
     rng = np.random.default_rng(0)
-    return [Image.fromarray(rng.integers(0, 255, (20, 28, 3), dtype=np.uint8)), "sample_data/images/digit_3.png"]
+    return [Image.fromarray(rng.integers(0, 255, (20, 28, 3), dtype=np.uint8)), _PNG[0]]
+
+
+_PNG: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _png(png_path):
+    _PNG[:] = [png_path]
 
 
 def _reference(reference, pixel_values, **kwargs):
