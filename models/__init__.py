@@ -6,9 +6,10 @@ from .loading import load_folder, load_model
 from .trace import Trace
 from .workbench_model import WorkbenchModel
 from . import modal_loading  # noqa: F401,E402  (registers the image and audio families' loaders)
+from .pipelines import pipeline  # noqa: E402
 
 __all__ = [
-    "load_model", "load_folder", "embedded_names", "Trace", "WorkbenchModel",
+    "load_model", "load_folder", "pipeline", "embedded_names", "Trace", "WorkbenchModel",
     "WorkbenchError", "ModelNotFoundError", "UnsupportedArchitectureError", "WeightFileError",
     "InputError", "HeadIndexError",
 ]

@@ -39,13 +39,12 @@ class CTCTokenizer:
     def id_to_token(self, index: int) -> str:
         return self.by_id.get(int(index), f"<{index}>")
 
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
-        """CTC decoding of per-frame argmax ids: merge repeats, drop blanks and specials, delimiter -> space."""
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        """CTC decoding of per-frame argmax ids: merge repeats, drop blanks, delimiter -> space (as transformers)."""
         merged = [key for key, _ in itertools.groupby(int(i) for i in ids)]
         tokens = [self.id_to_token(i) for i in merged]
         tokens = [t for t in tokens if t != self.pad_token and not (skip_special_tokens and t in self.special)]
-        text = "".join(" " if t == self.word_delimiter else t for t in tokens)
-        return " ".join(text.split())
+        return "".join(" " if t == self.word_delimiter else t for t in tokens).strip()
 
     def save(self, folder: Path) -> None:
         folder = Path(folder)

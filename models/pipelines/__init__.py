@@ -1,0 +1,50 @@
+"""`pipeline(task, model)`: transformers' task pipelines over the instrumented core.
+
+Results have the shapes transformers returns; each also carries `.trace` (the full run, to show
+attention beside the answer) and `.seconds`. Supported tasks: fill-mask, text-classification,
+token-classification, question-answering, text-generation, image-classification,
+automatic-speech-recognition, audio-classification.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..workbench_model import WorkbenchModel
+from . import text, vision_audio  # noqa: F401  (registration)
+from .base import PIPELINES, Pipeline, ResultDict, ResultList
+
+# the embedded model each task opens on when none is named
+DEFAULT_MODELS = {
+    "text-classification": "minilm-sentiment", "text-generation": "smollm2", "image-classification": "vit-digits",
+    "automatic-speech-recognition": "whisper-tiny.en",
+}
+# the head each task needs, asked of the loader when a model is given by name
+TASK_HEADS = {
+    "fill-mask": "masked-lm", "text-classification": "sequence-classification",
+    "token-classification": "token-classification", "question-answering": "question-answering",
+    "text-generation": "causal-lm", "image-classification": "image-classification",
+    "audio-classification": "audio-classification",
+}
+
+
+def pipeline(task: str, model: str | Path | WorkbenchModel | None = None, **defaults: Any) -> Pipeline:
+    """A callable for `task` over `model` (an embedded name, a folder, a hub id, or a loaded WorkbenchModel)."""
+    if task not in PIPELINES:
+        raise InputError(f"Unknown task {task!r}. Tasks: {', '.join(sorted(PIPELINES))}.")
+    if model is None:
+        if task not in DEFAULT_MODELS:
+            raise InputError(f"{task} has no embedded default model; pass model= (a folder or hub id with that head).")
+        model = DEFAULT_MODELS[task]
+    if not isinstance(model, WorkbenchModel):
+        from ..loading import load_model
+        loaded = load_model(model)
+        wanted = TASK_HEADS.get(task)
+        if wanted and loaded.task != wanted and getattr(loaded, "modality", "text") == "text" and loaded.task is None:
+            loaded = load_model(model, task=wanted)  # a fresh, untrained head: the caller asked for this task
+        model = loaded
+    return PIPELINES[task](model, **defaults)
+
+
+__all__ = ["pipeline", "PIPELINES", "Pipeline", "ResultList", "ResultDict", "DEFAULT_MODELS"]
