@@ -46,7 +46,7 @@ def _open(source: Any, what: str) -> Image.Image:
             image = Image.open(source)  # reads the header only
     except Image.DecompressionBombError as error:
         raise InputError(f"{what} is too large to open safely ({error}). The limit is "
-                         f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels.") from None
+                         f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels: scale it down first.") from None
     except UnidentifiedImageError:
         raise InputError(f"{what} is not an image Pillow can read (PNG, JPEG, GIF, BMP, TIFF, WebP, ...). "
                          "Is it another kind of file with an image's extension?") from None

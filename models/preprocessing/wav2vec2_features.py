@@ -38,10 +38,15 @@ class Wav2Vec2Features:
         mask = np.zeros((len(waveforms), longest), dtype=np.int64)
         for i, wave in enumerate(waveforms):
             wave = np.asarray(wave, dtype=np.float32)
-            if self.do_normalize:
-                wave = (wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)
             values[i, : len(wave)] = wave
             mask[i, : len(wave)] = 1
+        if self.do_normalize:
+            for i, wave in enumerate(waveforms):
+                # as transformers: over the real samples when a mask is returned, else over the padded row
+                n = len(wave) if self.return_attention_mask else longest
+                row = values[i, :n]
+                values[i, :n] = (row - row.mean()) / np.sqrt(row.var() + 1e-7)
+                values[i, n:] = self.padding_value
         return torch.from_numpy(values), torch.from_numpy(mask)
 
     def save(self, folder: Path) -> None:
