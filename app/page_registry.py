@@ -17,4 +17,6 @@ PAGES: list[PageEntry] = [
     PageEntry("hidden_states.py", "Hidden states", ":material/stacked_line_chart:", "hidden-states"),
     PageEntry("attribution.py", "Attribution", ":material/target:", "attribution"),
     PageEntry("heads.py", "Heads", ":material/grid_view:", "heads"),
+    PageEntry("vision_audio.py", "Images & audio", ":material/graphic_eq:", "images-audio"),
+    PageEntry("compare.py", "Compare", ":material/compare_arrows:", "compare"),
 ]

@@ -1,0 +1,66 @@
+"""Plot builders for images and audio: attention drawn on the picture, on the waveform and on time. Data in, figures out."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+from plotly.subplots import make_subplots
+
+
+def patch_overlay(image: Image.Image, weights: np.ndarray, title: str = "", opacity: float = 0.55,
+                  size: int = 320) -> go.Figure:
+    """The image with a (rows, cols) patch attention map laid over it; hover shows each patch's weight."""
+    shown = image.convert("RGB").resize((size, size), Image.Resampling.NEAREST if min(image.size) < 64 else Image.Resampling.BILINEAR)
+    rows, cols = weights.shape
+    fig = go.Figure(go.Image(z=np.asarray(shown)))
+    fig.add_trace(go.Heatmap(z=weights, x0=size / cols / 2, dx=size / cols, y0=size / rows / 2, dy=size / rows,
+                             colorscale="Inferno", opacity=opacity, zmin=0, zmax=float(max(weights.max(), 1e-9)),
+                             hovertemplate="patch row %{y:.0f}, col %{x:.0f}<br>attention %{z:.4f}<extra></extra>"))
+    fig.update_layout(title=title, width=size + 120, height=size + 60, margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis=dict(visible=False), yaxis=dict(visible=False, autorange="reversed"))
+    return fig
+
+
+def alignment_figure(weights: np.ndarray, tokens: Sequence[str], seconds: np.ndarray, waveform: np.ndarray,
+                     sampling_rate: int, title: str = "") -> go.Figure:
+    """Waveform on top; below, output tokens x audio time (cross-attention), sharing the time axis."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.25, 0.75], vertical_spacing=0.04)
+    step = max(1, len(waveform) // 4000)  # a few thousand points draw fast and look the same
+    t = np.arange(0, len(waveform), step) / sampling_rate
+    fig.add_trace(go.Scatter(x=t, y=waveform[::step], mode="lines", line=dict(width=1), name="waveform",
+                             hoverinfo="skip"), row=1, col=1)
+    labels = [f"{i}:{tok}" for i, tok in enumerate(tokens)]
+    fig.add_trace(go.Heatmap(z=weights, x=seconds, y=labels, colorscale="Blues", showscale=False,
+                             hovertemplate="%{y}<br>%{x:.2f} s<br>attention %{z:.3f}<extra></extra>"), row=2, col=1)
+    fig.update_yaxes(autorange="reversed", row=2, col=1)
+    fig.update_xaxes(title_text="time (s)", row=2, col=1)
+    fig.update_layout(title=title, height=260 + 22 * len(tokens), showlegend=False, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def audio_attention_figure(weights: np.ndarray, seconds: np.ndarray, title: str = "") -> go.Figure:
+    """Encoder self-attention over audio time: query time (rows) x key time (columns)."""
+    fig = go.Figure(go.Heatmap(z=weights, x=seconds, y=seconds, colorscale="Viridis",
+                               hovertemplate="query %{y:.2f} s<br>key %{x:.2f} s<br>%{z:.4f}<extra></extra>"))
+    fig.update_layout(title=title, height=460, yaxis_autorange="reversed", xaxis_title="key time (s)",
+                      yaxis_title="query time (s)", margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def agreement_figure(table) -> go.Figure:
+    """Pairwise agreement between models' answers (0..1)."""
+    names = list(table.index)
+    fig = go.Figure(go.Heatmap(z=table.to_numpy(float), x=names, y=names, colorscale="Greens", zmin=0, zmax=1,
+                               text=np.round(table.to_numpy(float), 2), texttemplate="%{text}",
+                               hovertemplate="%{y} vs %{x}: %{z:.2f}<extra></extra>"))
+    fig.update_layout(height=160 + 40 * len(names), yaxis_autorange="reversed", margin=dict(l=10, r=10, t=30, b=10))
+    return fig
+
+
+def latency_figure(names: Sequence[str], milliseconds: Sequence[float]) -> go.Figure:
+    fig = go.Figure(go.Bar(x=list(milliseconds), y=list(names), orientation="h",
+                           hovertemplate="%{y}: %{x:.0f} ms<extra></extra>"))
+    fig.update_layout(height=120 + 30 * len(names), xaxis_title="latency (ms)", margin=dict(l=10, r=10, t=20, b=10))
+    return fig

@@ -1,0 +1,96 @@
+"""Compare: several models or pipelines on one text, image or audio input, side by side with latency,
+agreement between their answers, and a compact attention summary each; exportable as CSV."""
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+from analysis.compare import answer_agreement, comparison_table, top_answer
+from app.guard import shown_errors
+from app.media_inputs import audio_input, image_input
+from app.modal_plots import agreement_figure, latency_figure
+from app.model_cache import get_model, session_models
+from app.sidebar import example_sentences
+from models.errors import WorkbenchError
+from models.pipelines import pipeline
+
+# task · model pairs offered per input kind (session models of this user are added under every kind)
+CHOICES = {
+    "text": ["text-classification · minilm-sentiment", "text-generation · smollm2"],
+    "image": ["image-classification · vit-digits"],
+    "audio": ["automatic-speech-recognition · whisper-tiny.en"],
+}
+TASKS = {"text": ["text-classification", "text-generation", "fill-mask", "token-classification", "question-answering"],
+         "image": ["image-classification"], "audio": ["automatic-speech-recognition", "audio-classification"]}
+
+st.header("Compare")
+st.caption("Run several models or pipelines on the same input. Results, latency, agreement and an attention "
+           "summary per model; download the table as CSV.")
+
+kind = st.radio("Input", ["text", "image", "audio"], horizontal=True, key="cmp_kind")
+choices = list(CHOICES[kind])
+for own in session_models():
+    choices.append(f"{TASKS[kind][0]} · {own}")
+extra = st.session_state.setdefault("cmp_extra", [])
+choices += [c for c in extra if c.split(" · ")[0] in TASKS[kind]]
+picked = st.multiselect("Models", choices, default=choices[: min(2, len(choices))], key=f"cmp_models_{kind}")
+with st.expander("Add a model (folder or hub id)"):
+    col1, col2 = st.columns([1, 2])
+    task = col1.selectbox("Task", TASKS[kind], key=f"cmp_add_task_{kind}")
+    where = col2.text_input("Model", key=f"cmp_add_name_{kind}", placeholder="/path/to/model or owner/name")
+    if st.button("Add", key=f"cmp_add_{kind}") and where.strip():
+        extra.append(f"{task} · {where.strip()}")
+        st.rerun()
+
+if kind == "text":
+    text = st.text_area("Text", example_sentences()[0], key="cmp_text")
+    source, label, digest = text, text[:40], text
+else:
+    picked_input = image_input("cmp") if kind == "image" else audio_input("cmp")
+    source, label = picked_input if picked_input else (None, "")
+    digest = hashlib.sha1(source).hexdigest() if isinstance(source, bytes) else str(source)
+
+run = st.button("Compare", type="primary", key="cmp_run", disabled=not picked or source is None)
+if run:
+    results, errors = {}, {}
+    progress = st.progress(0.0, text="Running…")
+    for i, entry in enumerate(picked):
+        task_name, model_name = entry.split(" · ", 1)
+        try:
+            pipe = pipeline(task_name, get_model(model_name))
+            pipe(source)  # warm-up: the first call pays one-time costs (allocations, lazy imports)
+            results[entry] = pipe(source)
+        except WorkbenchError as error:
+            errors[entry] = str(error)
+        except Exception as error:  # one model failing must not take the comparison down
+            errors[entry] = f"{type(error).__name__}: {error}"
+        progress.progress((i + 1) / len(picked), text=f"{entry} done")
+    progress.empty()
+    st.session_state["cmp_last"] = {"kind": kind, "input": digest, "label": label, "results": results, "errors": errors}
+
+last = st.session_state.get("cmp_last")
+if last and last["kind"] == kind:
+    with shown_errors("comparing"):
+        for entry, message in last["errors"].items():
+            st.error(f"{entry}: {message}")
+        results = last["results"]
+        if results:
+            table = comparison_table(results)
+            table.insert(1, "input", last["label"])
+            st.subheader("Results")
+            st.dataframe(table.round(4), hide_index=True, key="cmp_table")
+            st.download_button("Download CSV", table.to_csv(index=False).encode(), "comparison.csv", "text/csv",
+                               key="cmp_csv")
+            left, right = st.columns(2)
+            with left:
+                st.markdown("**Latency** (one call, after a warm-up call)")
+                st.plotly_chart(latency_figure(list(table["model"]), list(table["latency_ms"])), key="cmp_latency")
+            with right:
+                st.markdown("**Agreement** (1 − word error rate between answers)")
+                agreement = answer_agreement({name: top_answer(r) for name, r in results.items()})
+                st.plotly_chart(agreement_figure(agreement), key="cmp_agreement")
+            st.caption("Attention summary: mean entropy of the first and last layer's attention (lower = more focused), "
+                       "and the share of last-layer attention on the first position (an 'attention sink').")
+elif not picked:
+    st.info("Choose at least one model.")

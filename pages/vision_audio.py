@@ -1,0 +1,108 @@
+"""Images & audio: a ViT's attention drawn on the picture, Whisper's cross-attention as an alignment
+of output tokens with audio time, and encoder self-attention over the recording."""
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+from analysis.modal_attention import (MEAN, audio_self_attention, cross_attention_alignment, patch_attention_map,
+                                      patch_rollout_map, token_times)
+from app.guard import shown_errors
+from app.media_inputs import audio_input, image_input, transcript_of
+from app.modal_plots import alignment_figure, audio_attention_figure, patch_overlay
+from app.model_cache import get_model
+from app.sidebar import TEXT_MODELS, selected_model_name
+from app.state import keep_valid, session_memo
+from models.preprocessing import load_image
+
+MODELS = ["vit-digits", "whisper-tiny.en"]
+
+st.header("Images & audio")
+st.caption("Attention over image patches, and over time in speech. Pick a model and a sample, or upload your own.")
+
+options = list(MODELS)
+sidebar_choice = selected_model_name()
+if sidebar_choice and sidebar_choice not in TEXT_MODELS and sidebar_choice not in options:
+    options.append(sidebar_choice)
+keep_valid("va_model", options, options[0])
+name = st.selectbox("Model", options, key="va_model")
+
+
+def _key(source) -> str:
+    return hashlib.sha1(source).hexdigest() if isinstance(source, bytes) else str(source)
+
+
+def image_view(model) -> None:
+    picked = image_input("va")
+    if picked is None:
+        st.info("Upload an image to begin.")
+        return
+    source, label = picked
+    trace = session_memo("va_image", (name, _key(source)), lambda: model.run(images=[source]), max_entries=3)
+    image = load_image(source)
+    if trace.logits is not None:
+        probs = trace.logits[0].float().softmax(-1)
+        best = probs.topk(min(5, probs.shape[-1]))
+        st.subheader("Prediction")
+        st.dataframe({"label": [model.labels.get(int(i), str(int(i))) for i in best.indices],
+                      "score": [round(float(v), 4) for v in best.values]}, hide_index=True, key="va_prediction")
+    mode = st.radio("Show", ["one head", "layer mean", "rollout"], horizontal=True, key="va_image_mode")
+    if mode == "rollout":
+        weights = patch_rollout_map(trace)
+        title = f"Attention rollout from [CLS] over {trace.n_layers} layers ({label})"
+    else:
+        layer = st.slider("Layer", 0, trace.n_layers - 1, trace.n_layers - 1, key="va_image_layer")
+        head = MEAN
+        if mode == "one head":
+            heads = trace.head_ids[layer]
+            keep_valid("va_image_head", heads, heads[0])
+            head = st.selectbox("Head", heads, key="va_image_head")
+        weights = patch_attention_map(trace, layer, head)
+        title = f"[CLS] attention, layer {layer}, {'mean of heads' if head == MEAN else f'head {head}'} ({label})"
+    st.plotly_chart(patch_overlay(image, weights, title), key="va_patch_overlay")
+    st.caption(f"The image is cut into a {weights.shape[0]} x {weights.shape[1]} grid of patches; brighter patches "
+               "receive more attention from the [CLS] position, which the classifier reads.")
+
+
+def audio_view(model) -> None:
+    picked = audio_input("va")
+    if picked is None:
+        st.info("Upload a recording to begin.")
+        return
+    source, label = picked
+    trace = session_memo("va_audio", (name, _key(source)), lambda: model.run(audio=[source]), max_entries=2)
+    wave, rate = trace.extras["waveforms"][0], trace.extras["sampling_rate"]
+    st.audio(wave, sample_rate=rate)
+    if "transcripts" in trace.extras:
+        st.subheader("Transcript")
+        st.write(trace.extras["transcripts"][0])
+        reference = transcript_of(label)
+        if reference:
+            st.caption(f"Spoken text: {reference}")
+        which = st.radio("Cross-attention heads", ["alignment", "all"], horizontal=True, key="va_align_heads",
+                         help="Whisper's checkpoint names the heads that follow time (alignment heads).")
+        alignment = cross_attention_alignment(trace, which, getattr(model, "generation_config", {}).get("alignment_heads"))
+        st.plotly_chart(alignment_figure(alignment.weights, alignment.tokens, alignment.seconds, wave, rate,
+                                         "Output tokens x audio time (cross-attention)"), key="va_alignment")
+        st.dataframe(token_times(alignment).round(3), hide_index=True, key="va_token_times")
+    layers = len(trace.encoder_attentions)
+    st.subheader("Encoder self-attention")
+    layer = st.slider("Encoder layer", 0, layers - 1, layers - 1, key="va_audio_layer")
+    n_heads = trace.encoder_attentions[layer].shape[1]
+    keep_valid("va_audio_head", [MEAN] + list(range(n_heads)), MEAN)
+    head = st.selectbox("Head", [MEAN] + list(range(n_heads)), key="va_audio_head")
+    weights, seconds = audio_self_attention(trace, layer, head)
+    st.plotly_chart(audio_attention_figure(weights, seconds, f"Encoder layer {layer}, "
+                                           f"{'mean of heads' if head == MEAN else f'head {head}'}"), key="va_audio_attention")
+
+
+with shown_errors("running the model"):
+    model = get_model(name)
+    modality = getattr(model, "modality", "text")
+    if modality == "image":
+        image_view(model)
+    elif modality == "audio":
+        audio_view(model)
+    else:
+        st.info(f"{name} reads text; choose an image or audio model here, or use the Attention page.")

@@ -1,0 +1,72 @@
+"""The Images & audio page on tiny models: patch attention on the image, cross-attention alignment, encoder attention."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import models
+from analysis.modal_attention import audio_self_attention, cross_attention_alignment, patch_attention_map, patch_rollout_map
+from tests.app.page_helpers import chart_traces, chart_z, open_page
+from tests.tiny_modal_models import make_vit, make_whisper
+
+
+@pytest.fixture(scope="session")
+def tiny_media_folders(tmp_path_factory):
+    vit, whisper = tmp_path_factory.mktemp("app-vit"), tmp_path_factory.mktemp("app-whisper")
+    make_vit(vit, "vit-cls")
+    make_whisper(whisper)
+    return {"vit-digits": vit, "whisper-tiny.en": whisper}
+
+
+@pytest.fixture
+def tiny_media(monkeypatch, tiny_models, tiny_media_folders):
+    """vit-digits and whisper-tiny.en replaced by tiny random checkpoints (text models by the shared fixture)."""
+    text_load = models.load_model
+
+    def fake_load(name, task=None):
+        if str(name) in tiny_media_folders:
+            return models.load_folder(tiny_media_folders[str(name)], name=str(name), task=task)
+        return text_load(name, task=task)
+
+    monkeypatch.setattr(models, "load_model", fake_load)
+    return fake_load
+
+
+def test_image_attention_is_drawn_on_the_image(tiny_media):
+    at = open_page("vision_audio.py")
+    assert not at.exception and not at.error
+    at.selectbox(key="va_image_choice").set_value("digit_7.png").run()
+    trace = models.load_model("vit-digits").run(images=["sample_data/images/digit_7.png"])
+    np.testing.assert_allclose(chart_z(at, "va_patch_overlay", trace=1), patch_attention_map(trace, 1, 0), atol=1e-6)
+    at.radio(key="va_image_mode").set_value("layer mean").run()
+    at.slider(key="va_image_layer").set_value(0).run()
+    np.testing.assert_allclose(chart_z(at, "va_patch_overlay", trace=1), patch_attention_map(trace, 0), atol=1e-6)
+    at.radio(key="va_image_mode").set_value("rollout").run()
+    np.testing.assert_allclose(chart_z(at, "va_patch_overlay", trace=1), patch_rollout_map(trace), atol=1e-6)
+    assert list(at.dataframe[0].value["label"])[0] in {"cat", "dog", "fish"}
+    assert not at.exception and not at.error
+
+
+def test_whisper_alignment_and_encoder_attention(tiny_media):
+    at = open_page("vision_audio.py")
+    at.selectbox(key="va_model").set_value("whisper-tiny.en").run()
+    at.selectbox(key="va_audio_choice").set_value("clip_02.wav").run()
+    assert not at.exception and not at.error
+    model = models.load_model("whisper-tiny.en")
+    trace = model.run(audio=["sample_data/speech/clip_02.wav"])
+    alignment = cross_attention_alignment(trace, "alignment", None)
+    np.testing.assert_allclose(chart_z(at, "va_alignment", trace=1), alignment.weights, atol=1e-6)
+    assert chart_traces(at, "va_alignment")[1]["y"][0] == "0:" + trace.tokens[0][2]  # rows are the output tokens
+    at.slider(key="va_audio_layer").set_value(0).run()
+    at.selectbox(key="va_audio_head").set_value(2).run()
+    weights, _ = audio_self_attention(trace, 0, 2)
+    np.testing.assert_allclose(chart_z(at, "va_audio_attention"), weights, atol=1e-6)
+    seconds = len(trace.extras["waveforms"][0]) / 16000
+    assert weights.shape == (round(seconds / 0.02 + 0.5),) * 2  # only the audio's positions, 20 ms each
+    assert not at.exception and not at.error
+
+
+def test_a_text_model_gets_a_plain_message(tiny_media):
+    at = open_page("vision_audio.py", query={"model": "minilm"})
+    assert not at.exception and not at.error
+    assert at.selectbox(key="va_model").value == "vit-digits"
