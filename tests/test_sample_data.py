@@ -1,0 +1,152 @@
+"""Checks on the files in sample_data/ (see sample_data/README.md)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parents[1] / "sample_data"
+BIO_TAGS = {"O"} | {f"{p}-{t}" for p in "BI" for t in ("PER", "ORG", "LOC")}
+
+
+def read_csv(name: str) -> list[dict[str, str]]:
+    with open(DATA / name, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+# --- sentiment.csv -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sentiment() -> list[dict[str, str]]:
+    return read_csv("sentiment.csv")
+
+
+def test_sentiment_columns_and_size(sentiment):
+    assert list(sentiment[0]) == ["text", "label", "split"]
+    assert len(sentiment) >= 400
+
+
+def test_sentiment_labels_and_splits(sentiment):
+    assert {r["label"] for r in sentiment} == {"positive", "negative"}
+    assert {r["split"] for r in sentiment} == {"train", "test"}
+    for split in ("train", "test"):
+        assert {r["label"] for r in sentiment if r["split"] == split} == {"positive", "negative"}
+
+
+def test_sentiment_texts_nonempty_and_unique(sentiment):
+    texts = [r["text"].strip() for r in sentiment]
+    assert all(texts), "empty text"
+    lowered = [t.lower() for t in texts]
+    dups = {t for t in lowered if lowered.count(t) > 1}
+    assert not dups, f"duplicate texts: {sorted(dups)[:5]}"
+
+
+def test_sentiment_test_fraction(sentiment):
+    frac = sum(r["split"] == "test" for r in sentiment) / len(sentiment)
+    assert 0.15 <= frac <= 0.30, frac
+
+
+def test_sentiment_roughly_balanced(sentiment):
+    pos = sum(r["label"] == "positive" for r in sentiment) / len(sentiment)
+    assert 0.4 <= pos <= 0.6, pos
+
+
+# --- ner.csv -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ner() -> list[dict[str, str]]:
+    return read_csv("ner.csv")
+
+
+def test_ner_columns_size_and_splits(ner):
+    assert list(ner[0]) == ["tokens", "tags", "split"]
+    assert len(ner) >= 150
+    assert {r["split"] for r in ner} == {"train", "test"}
+    frac = sum(r["split"] == "test" for r in ner) / len(ner)
+    assert 0.15 <= frac <= 0.30, frac
+
+
+def test_ner_tags_align_with_tokens(ner):
+    for r in ner:
+        tokens, tags = r["tokens"].split(" "), r["tags"].split(" ")
+        assert all(tokens) and all(tags), f"empty token or tag (double space?): {r['tokens']!r}"
+        assert len(tokens) == len(tags), r["tokens"]
+
+
+def test_ner_tags_are_valid_bio(ner):
+    seen = set()
+    for r in ner:
+        prev = "O"
+        for tag in r["tags"].split():
+            assert tag in BIO_TAGS, f"bad tag {tag!r} in {r['tokens']!r}"
+            if tag.startswith("I-"):
+                # I-X must continue a B-X or I-X of the same type
+                assert prev != "O" and prev[2:] == tag[2:], f"{tag} after {prev} in {r['tokens']!r}"
+            prev = tag
+            seen.add(tag)
+    assert {"B-PER", "B-ORG", "B-LOC"} <= seen
+
+
+# --- sentences ----------------------------------------------------------------------
+
+def test_sentences_and_pairs():
+    lines = (DATA / "sentences.txt").read_text(encoding="utf-8").splitlines()
+    assert len(lines) >= 20 and all(line.strip() for line in lines)
+    pairs = read_csv("sentence_pairs.csv")
+    assert list(pairs[0]) == ["first", "second"]
+    assert len(pairs) >= 10 and all(p["first"].strip() and p["second"].strip() for p in pairs)
+
+
+# --- speech --------------------------------------------------------------------------
+
+def test_speech_clips():
+    sf = pytest.importorskip("soundfile")
+    rows = read_csv("speech/transcripts.csv")
+    assert list(rows[0]) == ["file", "text"]
+    assert len(rows) >= 5
+    for r in rows:
+        path = DATA / "speech" / r["file"]
+        assert path.exists(), path
+        assert r["text"].strip()
+        info = sf.info(str(path))
+        assert info.samplerate == 16_000, path
+        assert info.channels == 1, path
+        assert info.subtype == "PCM_16", path
+        assert 1.0 <= info.duration <= 10.0, (path, info.duration)
+
+
+def test_speech_other_formats_decode():
+    sf = pytest.importorskip("soundfile")
+    files = sorted((DATA / "speech" / "formats").glob("*"))
+    assert files
+    for path in files:
+        if path.suffix == ".mp3" and "MP3" not in sf.available_formats():
+            continue   # libsndfile < 1.1 cannot read MP3
+        data, sr = sf.read(str(path))
+        assert sr == 16_000 and data.ndim == 1 and 1.0 <= len(data) / sr <= 10.0, path
+
+
+# --- images --------------------------------------------------------------------------
+
+def test_photos_open():
+    from PIL import Image
+
+    for name in ("china.jpg", "flower.jpg"):
+        with Image.open(DATA / "images" / name) as im:
+            im.load()
+            assert im.format == "JPEG" and im.mode == "RGB"
+            assert im.width <= 640
+
+
+def test_digits_open():
+    from PIL import Image
+
+    for d in range(10):
+        with Image.open(DATA / "images" / f"digit_{d}.png") as im:
+            im.load()
+            assert im.size == (64, 64) and im.mode == "RGB"
+            assert im.getextrema()[0][1] > 0, "blank digit image"
+    rows = read_csv("images/digits.csv")
+    assert [int(r["label"]) for r in rows] == list(range(10))
+    assert all(int(r["dataset_index"]) >= 1438 for r in rows)
