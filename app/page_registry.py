@@ -16,6 +16,8 @@ PAGES: list[PageEntry] = [
     PageEntry("attention.py", "Attention", ":material/visibility:", "attention"),
     PageEntry("hidden_states.py", "Hidden states", ":material/stacked_line_chart:", "hidden-states"),
     PageEntry("attribution.py", "Attribution", ":material/target:", "attribution"),
+    PageEntry("vocabulary.py", "Vocabulary", ":material/dictionary:", "vocabulary"),
+    PageEntry("task_heads.py", "Task heads", ":material/model_training:", "task-heads"),
     PageEntry("heads.py", "Heads", ":material/grid_view:", "heads"),
     PageEntry("vision_audio.py", "Images & audio", ":material/graphic_eq:", "images-audio"),
     PageEntry("compare.py", "Compare", ":material/compare_arrows:", "compare"),

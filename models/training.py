@@ -259,22 +259,44 @@ def epoch_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Gener
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-def run_from_layer(model: WorkbenchModel, x: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
+def reads_first_position_only(model: WorkbenchModel) -> bool:
+    """True when the head sees nothing but the last block's first position (BERT's pooled classifier)."""
+    return bool(getattr(model.network.head, "needs_pooler", False))
+
+
+def run_from_layer(model: WorkbenchModel, x: torch.Tensor, attention_mask: torch.Tensor, start: int,
+                   first_position_only: bool = False) -> torch.Tensor:
     """Task-head logits from the residual stream `x` (B, T, d) entering block `start`.
 
     The tail of TransformerModel.forward (blocks -> final norm -> pooler -> head), so frozen
-    early layers can be run once; a test checks it equals the full forward.
+    early layers can be run once; a test checks it equals the full forward. With
+    `first_position_only` (a pooled classifier), the last post-norm block is computed for the
+    first position alone: its keys and values still come from every position, but the query,
+    the output projection and the MLP run on one row instead of T.
     """
     network = model.network
     B, T = attention_mask.shape
     mask = additive_mask(attention_mask, model.config.causal, x.dtype)  # (B, 1, T|1, T)
     positions = torch.arange(T).expand(B, T)
     rotary = rotary_cos_sin(positions, model.config.d_head, model.config.rope_theta, x.dtype) if network.uses_rotary else None
-    for block in network.blocks[start:]:
-        x, _ = block(x, mask, rotary, None, False)  # (B, T, d)
+    blocks = list(network.blocks[start:])
+    shortcut = first_position_only and bool(blocks) and not blocks[-1].norm_first and rotary is None
+    for i, block in enumerate(blocks):
+        if shortcut and i == len(blocks) - 1:
+            x = _first_position_of_block(block, x, mask)  # (B, 1, d)
+        else:
+            x, _ = block(x, mask, rotary, None, False)  # (B, T, d)
     final = network.final_norm(x) if network.final_norm is not None else x
     extras = {"pooled": network.pooler(final)} if network.pooler is not None else {}
     return network.head(final, extras, attention_mask)
+
+
+def _first_position_of_block(block, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A post-norm (BERT) block's output at position 0 only, equal to row 0 of `block(x)`."""
+    first = x[:, :1]  # (B, 1, d)
+    attn_out, _ = block.attn(first, mask, None, None, False, kv=x)  # query row 0, keys and values (B, T, ...)
+    mid = block.ln1(first + attn_out)  # (B, 1, d)
+    return block.ln2(mid + block.mlp(mid))  # (B, 1, d)
 
 
 # ---------------------------------------------------------------------------- encoding
@@ -360,7 +382,8 @@ class _Batches:
             logits = self.model.forward(input_ids=trimmed.input_ids, attention_mask=trimmed.attention_mask,
                                         token_type_ids=trimmed.token_type_ids, capture=False).logits
         else:
-            logits = run_from_layer(self.model, self.cache[rows, :width], e.attention_mask[rows, :width], self.start)
+            logits = run_from_layer(self.model, self.cache[rows, :width], e.attention_mask[rows, :width], self.start,
+                                    first_position_only=reads_first_position_only(self.model))
         return logits, labels
 
 

@@ -123,6 +123,15 @@ def test_running_from_a_cached_layer_equals_the_full_forward(checkpoints, kind):
         torch.testing.assert_close(logits, out.logits, atol=1e-5, rtol=0)
 
 
+def test_first_position_shortcut_equals_the_full_forward(classifier):
+    enc = classifier.encode(["the cat sat on the mat .", "a dog ."])
+    out = classifier.forward(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
+                             token_type_ids=enc.token_type_ids, capture=False)
+    for start in range(classifier.n_layers + 1):
+        logits = run_from_layer(classifier, out.resid[start], enc.attention_mask, start, first_position_only=True)
+        torch.testing.assert_close(logits, out.logits, atol=1e-5, rtol=0)
+
+
 def test_cached_batches_give_the_logits_of_uncached_ones(classifier):
     data, _ = sentences()
     encoded = encode_examples(classifier, data, {"negative": 0, "positive": 1}, 64)
