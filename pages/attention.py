@@ -103,7 +103,7 @@ if trace is None:
 for warning in trace.warnings:
     st.warning(warning)
 raw_tokens = trace.tokens[0]
-tokens = display_tokens(raw_tokens)  # "Ġcat" -> "␣cat" on screen; bertviz and the CSV exports get the raw tokens
+tokens = display_tokens(raw_tokens)  # "Ġcat" -> "·cat" on screen; bertviz and the CSV exports get the raw tokens
 n = len(tokens)
 heads_per_layer = [len(ids) for ids in trace.head_ids]
 pruned = [head_label(l, h) for l, heads in sorted(model.config.pruned_heads.items()) for h in heads]

@@ -8,12 +8,14 @@ artifacts/screenshots/ for people to look at.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from app.page_registry import PAGES
-from tests.app.streamlit_server import main_text, streamlit_server, wait_until_idle
+from tests.app.streamlit_server import (completed_runs, main_text, streamlit_server, wait_for_run_after,
+                                        wait_until_idle)
 from tests.browser_support import block_external_requests, collect_console_errors, launch_chromium, requires_chromium
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,12 +57,22 @@ def unexpected(errors: list[str], failed: list[str]) -> tuple[list[str], list[st
     return bad_errors, bad_requests
 
 
-def bertviz_frame(page):
-    """The iframe holding a bertviz (or sparse) view: the srcdoc frame with a #vis element."""
-    for frame in page.frames:
-        if frame != page.main_frame and frame.query_selector("#vis"):
-            return frame
-    raise AssertionError(f"no attention view iframe among {[f.url for f in page.frames]}")
+def bertviz_frame(page, timeout_s: float = 60):
+    """The iframe holding a bertviz (or sparse) view: the srcdoc frame with a #vis element.
+
+    Polled: after a rerun Streamlit swaps the iframe, and the new one parses its srcdoc a moment later.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for frame in page.frames:
+            try:
+                if frame != page.main_frame and frame.query_selector("#vis"):
+                    return frame
+            except Exception:  # a frame detached while we looked at it
+                continue
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no attention view iframe among {[f.url for f in page.frames]}")
+        page.wait_for_timeout(200)
 
 
 def test_every_page_renders_offline_in_chromium():
@@ -84,6 +96,16 @@ def test_every_page_renders_offline_in_chromium():
                         "() => { const s = document.querySelector('#vis svg');"
                         " return s !== null && s.querySelectorAll('line').length >= 100; }", timeout=60_000)
                     assert frame.eval_on_selector("#vis svg", "s => s.querySelectorAll('text').length") >= 2 * 10
+                    # a middle layer makes a better picture than the embeddings' layer 0
+                    before = completed_runs(page)
+                    page.get_by_role("slider", name="Layer").focus()
+                    page.keyboard.press("ArrowRight")
+                    page.keyboard.press("ArrowRight")
+                    wait_for_run_after(page, before)
+                    wait_until_idle(page)
+                    bertviz_frame(page).wait_for_function(
+                        "() => document.querySelectorAll('#vis svg line').length >= 100", timeout=60_000)
+                    assert_no_error_on(page, "Attention at layer 2")
                 page.screenshot(path=str(SCREENSHOTS / f"app_{entry.url_path}.png"))
 
             # The lens needs an LM head: open Hidden states on SmolLM2 from a shared link.
