@@ -40,3 +40,18 @@ def patterns_and_gradients(model: WorkbenchModel, run: Callable[[], torch.Tensor
         return attentions, None
     by_layer = dict(zip(layers, grads))
     return attentions, [by_layer.get(l, empty()) for l in range(n_layers)]
+
+
+def named_patterns_and_gradients(model: WorkbenchModel, run: Callable[[], torch.Tensor], names: list[str],
+                                 with_gradients: bool = True) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+    """Like `patterns_and_gradients`, for hook points chosen by name (e.g. an encoder's and the cross-attention)."""
+    patterns: dict[str, torch.Tensor] = {}
+
+    def keep(pattern: torch.Tensor, name: str) -> None:
+        patterns[name] = pattern
+
+    with torch.enable_grad(), model.hooks([(name, keep) for name in names]):
+        score = run()
+        found = [name for name in names if name in patterns]
+        grads = torch.autograd.grad(score, [patterns[n] for n in found]) if with_gradients else [None] * len(found)
+    return {name: (patterns[name].detach(), grad) for name, grad in zip(found, grads)}

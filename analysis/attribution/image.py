@@ -38,9 +38,9 @@ def attribute_image(model, image: Any, methods: Sequence[str] = DEFAULT_METHODS,
     def forward(x: torch.Tensor) -> torch.Tensor:
         return model.forward(pixel_values=x, capture=False).logits  # (B, n_classes)
 
-    def read(x: torch.Tensor, chosen: Target | None):
-        run = lambda: model.forward(pixel_values=x, capture=True).logits[0, chosen.index if chosen else 0]
-        return patterns_and_gradients(model, run, with_gradients=chosen is not None)
+    def read(x: torch.Tensor, chosen: Target, with_gradients: bool):
+        run = lambda: model.forward(pixel_values=x, capture=True).logits[0, chosen.index]
+        return patterns_and_gradients(model, run, with_gradients=with_gradients)
 
     def to_units(row: torch.Tensor) -> torch.Tensor:  # (1 + N,) -> (H, W): each patch's score on its pixels
         grid = row[1: 1 + rows * cols].reshape(rows, cols)

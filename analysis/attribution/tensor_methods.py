@@ -32,18 +32,27 @@ class TensorInput:
     baseline: torch.Tensor                 # (1, ...) black image, silence: "no information"
     unit_dims: int                         # trailing axes that are units (2: H, W; 1: time)
     attention: "AttentionMap | None" = None  # for rollout and attention x gradient
+    batch_limit: int | None = None         # most inputs per forward pass (long sequences need few)
 
 
 @dataclass
 class AttentionMap:
     """How to get attention for the attention methods, and map its token row back onto the units.
 
-    `read(x, target)` returns the patterns per layer (1, H, N, N) and, when a target is given, the
-    gradients of its score with respect to them.
+    `read(x, target, with_gradients)` returns the patterns per layer (1, H, N, N) and, with
+    `with_gradients`, the gradients of the target's score with respect to them (else None).
     """
-    read: Callable[[torch.Tensor, Target | None], tuple[list[torch.Tensor], list[torch.Tensor] | None]]
-    row: int                                              # the token that decides (ViT: [CLS] = 0)
+    read: Callable[[torch.Tensor, Target, bool], tuple[list[torch.Tensor], list[torch.Tensor] | None]]
+    row: int | None                                       # the token that decides (ViT: [CLS] = 0); None: every row
     to_units: Callable[[torch.Tensor], torch.Tensor]      # (N,) token scores -> unit scores
+    # (N, N) relevance -> (N,): how the decision reads the positions, when it is not one row (e.g. through
+    # a decoder's cross-attention); set by `read`, which sees the target
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def decide(self, relevance: torch.Tensor) -> torch.Tensor:
+        if self.reduce is not None:
+            return self.reduce(relevance)
+        return relevance.mean(dim=0) if self.row is None else relevance[self.row]  # mean pooling reads every row
 
 
 def _reduce(raw: torch.Tensor, unit_dims: int, how: str) -> torch.Tensor:
@@ -61,6 +70,7 @@ def integrated_gradients(f: TensorForward, x: TensorInput, target: Target, n_ste
     start = time.perf_counter()
     ig = IntegratedGradients(f)
     per_batch = max(1, ELEMENTS_PER_BATCH // max(1, x.values[0].numel()))
+    per_batch = min(per_batch, x.batch_limit) if x.batch_limit else per_batch
 
     def attribute(steps: int):
         return ig.attribute(x.values, baselines=x.baseline, target=target.index, n_steps=steps,
@@ -110,7 +120,7 @@ def occlusion(f: TensorForward, x: TensorInput, target: Target, window: int = 1,
     strides = shape[:lead] + tuple(min(stride, n) for n in shape[lead:])
     progress(0.0, "occlusion")
     raw = Occlusion(f).attribute(x.values, sliding_window_shapes=windows, strides=strides, baselines=x.baseline,
-                                 target=target.index, perturbations_per_eval=16)[0].detach()
+                                 target=target.index, perturbations_per_eval=min(16, x.batch_limit or 16))[0].detach()
     # Captum gives every channel in a window the window's whole drop: summing would count it once per channel
     scores = raw.reshape(-1, *raw.shape[lead:]).mean(dim=0) if lead else raw
     return Attribution("occlusion", scores=scores, raw=raw, signed=True, seconds=time.perf_counter() - start,
@@ -123,11 +133,11 @@ def rollout(f: TensorForward, x: TensorInput, target: Target, residual_weight: f
     from analysis.rollout import attention_rollout
     start = time.perf_counter()
     attention = _attention(x)
-    attentions, _ = attention.read(x.values, None)
-    row = attention_rollout(attentions, residual_weight=residual_weight)[0, attention.row]  # (N,)
+    attentions, _ = attention.read(x.values, target, False)
+    row = attention.decide(attention_rollout(attentions, residual_weight=residual_weight)[0])  # (N,)
+    notes = [] if attention.reduce else ["does not depend on the target: attention is the same for every class"]
     return Attribution("attention_rollout", scores=attention.to_units(row.detach()), signed=False,
-                       seconds=time.perf_counter() - start,
-                       notes=["does not depend on the target: attention is the same for every class"])
+                       seconds=time.perf_counter() - start, notes=notes)
 
 
 def attention_x_gradient(f: TensorForward, x: TensorInput, target: Target, progress: Progress = no_progress) -> Attribution:
@@ -135,8 +145,8 @@ def attention_x_gradient(f: TensorForward, x: TensorInput, target: Target, progr
     from analysis.rollout import gradient_weighted_rollout
     start = time.perf_counter()
     attention = _attention(x)
-    attentions, gradients = attention.read(x.values, target)
-    row = gradient_weighted_rollout(attentions, gradients)[0, attention.row]  # (N,)
+    attentions, gradients = attention.read(x.values, target, True)
+    row = attention.decide(gradient_weighted_rollout(attentions, gradients)[0])  # (N,)
     return Attribution("attention_x_gradient", scores=attention.to_units(row.detach()), signed=False,
                        seconds=time.perf_counter() - start)
 

@@ -78,10 +78,10 @@ def test_attention_methods_map_the_deciding_token_onto_units(image):
     T = 5  # [CLS] + 4 patches of 2x2 pixels
     uniform = torch.full((1, 2, T, T), 1.0 / T)
 
-    def read(values, target):
+    def read(values, target, with_gradients):
         patterns = [uniform.clone().requires_grad_(True)]
         gradients = None
-        if target is not None:
+        if with_gradients:
             gradients = [torch.zeros(1, 2, T, T)]
             gradients[0][..., 1] = 1.0  # only the first patch's column matters
         return patterns, gradients
