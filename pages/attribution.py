@@ -15,6 +15,7 @@ import streamlit as st
 
 from analysis.attribution import (DEFAULT_METHODS, METHODS, attribute_text, method_summary, rank_correlation,
                                   report_csv, report_html)
+from analysis.attribution.audio import AUDIO_DEFAULT_METHODS, attribute_audio
 from analysis.attribution.image import attribute_image
 from analysis.attribution.render import token_html
 from analysis.attribution.text_inputs import SUPPORTED_TASKS
@@ -30,7 +31,7 @@ RESULTS = "attribution_results"
 MAX_RESULTS = 8
 PREDICTED = "predicted"
 # models with a decision to explain, by modality, in the order they are suggested
-SUGGESTED = {"text": ["minilm-sentiment", "smollm2"], "image": ["vit-digits"]}
+SUGGESTED = {"text": ["minilm-sentiment", "smollm2"], "image": ["vit-digits"], "audio": ["whisper-tiny.en"]}
 
 
 def switch_model(name: str) -> None:
@@ -60,7 +61,8 @@ def remember(key, report) -> None:
 
 def sample_files(folder: str, patterns: tuple[str, ...]) -> list[Path]:
     base = ROOT / "sample_data" / folder
-    return sorted(p for pattern in patterns for p in base.glob(pattern))
+    # digits first: they are what the embedded image model reads
+    return sorted((p for pattern in patterns for p in base.glob(pattern)), key=lambda p: (p.suffix != ".png", p.name))
 
 
 def image_input():
@@ -77,6 +79,20 @@ def image_input():
     return str(path), f"sample:{chosen}", chosen
 
 
+def audio_input():
+    """(clip source, cache key, description): a sample clip or an uploaded one."""
+    samples = sample_files("speech", ("*.wav",))
+    upload = st.file_uploader("Upload a clip", type=["wav", "flac", "ogg", "mp3"], key="attribution_upload_audio")
+    if upload is not None:
+        data = upload.getvalue()
+        return data, f"upload:{hashlib.sha256(data).hexdigest()[:16]}", upload.name
+    keep_valid("attribution_clip", [p.name for p in samples], default=samples[0].name if samples else None)
+    chosen = st.selectbox("Sample clip", [p.name for p in samples], key="attribution_clip")
+    path = ROOT / "sample_data" / "speech" / chosen
+    st.audio(str(path))
+    return str(path), f"sample:{chosen}", chosen
+
+
 def target_widget(model, modality: str):
     """The class, or for language models the token, to explain; None means the model's own prediction."""
     if modality == "text" and model.task in ("causal-lm", "masked-lm"):
@@ -87,6 +103,11 @@ def target_widget(model, modality: str):
         if not typed:
             return None
         return int(typed) if typed.lstrip("-").isdigit() else typed
+    if modality == "audio" and hasattr(model, "greedy"):  # Whisper: outputs are the transcript's tokens
+        chosen = st.number_input("Target: 0 = the whole transcript, j = its j-th token", min_value=0, max_value=448,
+                                 value=0, step=1, key="attribution_target_output",
+                                 help="Log-probabilities of the model's own transcript: their sum, or one token's.")
+        return int(chosen)
     labels = model.labels or {}
     n_classes = len(labels) or getattr(getattr(model.network.head, "classifier", None), "out_features", 2)
     options = [PREDICTED] + list(range(n_classes))
@@ -98,8 +119,10 @@ def target_widget(model, modality: str):
 
 def method_widgets(modality: str, patch: int = 1) -> tuple[list[str], dict[str, dict]]:
     options = [k for k, spec in METHODS.items() if modality in spec.modalities]
-    if "attribution_methods" not in st.session_state:
-        st.session_state["attribution_methods"] = [k for k in DEFAULT_METHODS if k in options]
+    defaults = AUDIO_DEFAULT_METHODS if modality == "audio" else DEFAULT_METHODS
+    if st.session_state.get("attribution_methods_for") != modality:  # a new kind of input: its own defaults
+        st.session_state["attribution_methods_for"] = modality
+        st.session_state["attribution_methods"] = [k for k in defaults if k in options]
     keep_valid_many("attribution_methods", options)
     methods = st.multiselect("Methods", options, key="attribution_methods", format_func=lambda k: METHODS[k].label)
     params: dict[str, dict] = {}
@@ -110,8 +133,8 @@ def method_widgets(modality: str, patch: int = 1) -> tuple[list[str], dict[str, 
             for p in spec.params:
                 widget_key = f"attribution_{key}_{p.name}"
                 default = p.default
-                if modality == "image" and key == "occlusion":
-                    default = max(p.minimum, min(p.maximum, patch))  # a patch-sized window, not one pixel
+                if modality in ("image", "audio") and key == "occlusion":
+                    default = max(p.minimum, min(p.maximum, patch))  # a patch / a few frames, not one pixel
                 value = st.number_input(f"{p.name}", min_value=p.kind(p.minimum), max_value=p.kind(p.maximum),
                                         value=p.kind(default), step=p.kind(1) if p.kind is int else 0.05,
                                         key=widget_key, help=p.help)
@@ -122,18 +145,23 @@ def method_widgets(modality: str, patch: int = 1) -> tuple[list[str], dict[str, 
 def run_attribution(model, modality: str, source, methods, target, params, progress):
     if modality == "image":
         return attribute_image(model, source, methods=methods, target=target, params=params, progress=progress)
+    if modality == "audio":
+        return attribute_audio(model, source, methods=methods, target=target, params=params, progress=progress)
     return attribute_text(model, source, methods=methods, target=target, params=params, progress=progress)
 
 
 def code_to_reproduce(name: str, modality: str, source, methods, target, params) -> str:
-    call = "attribute_image(model, image" if modality == "image" else "attribute_text(model, text"
+    variable = {"image": "image", "audio": "clip"}.get(modality, "text")
+    function = {"image": "attribute_image", "audio": "attribute_audio"}.get(modality, "attribute_text")
+    call = f"{function}(model, {variable}"
     return "\n".join([
         "from models import load_model",
         "from analysis.attribution import attribute_text, rank_correlation, report_html",
+        "from analysis.attribution.audio import attribute_audio",
         "from analysis.attribution.image import attribute_image",
         "",
         f"model = {model_recipe(name)}",
-        f"{'image' if modality == 'image' else 'text'} = {source!r}",
+        f"{variable} = {source!r}",
         f"report = {call}, methods={list(methods)!r}, target={target!r}, params={params!r})",
         "for key, result in report.results.items():",
         "    print(key, result.scores)  # one score per token / pixel; IG also has result.convergence_delta",
@@ -165,6 +193,15 @@ def show_image(report) -> None:
             key=f"attribution_image_{key}")
 
 
+def show_audio(report) -> None:
+    wave = report.extras.get("waveform")
+    rate = report.extras.get("sampling_rate") or 16000
+    for key, result in report.results.items():
+        st.plotly_chart(waveform_heatmap(wave if wave is not None else np.zeros(0), rate, result.scores.numpy(),
+                                         report.unit_seconds or 0.01, result.signed, METHODS[key].label),
+                        key=f"attribution_audio_{key}")
+
+
 def show_completeness(report) -> None:
     ig = report.results.get("integrated_gradients")
     if ig is None:
@@ -193,9 +230,9 @@ if model is None:
     st.stop()
 
 modality = getattr(model, "modality", "text")
-if modality == "audio":
-    suggest_models("text", f"{name} reads audio; this page explains text and image classifiers and language models "
-                           "for now. Pick one of these:")
+if modality == "audio" and not hasattr(model, "greedy") and model.task != "audio-classification":
+    suggest_models("audio", f"{name} has {'no task head' if model.task is None else f'a {model.task} head'}: "
+                            "attribution explains Whisper transcripts and audio classifiers.")
 if modality == "text" and model.task not in SUPPORTED_TASKS:
     suggest_models("text", f"{name} has {'no task head' if model.task is None else f'a {model.task} head'}, so there "
                            "is no decision to explain. Attribution needs a classifier or a language model:")
@@ -204,11 +241,14 @@ if modality == "image" and model.task != "image-classification":
 
 if modality == "image":
     source, input_key, description = image_input()
+elif modality == "audio":
+    source, input_key, description = audio_input()
 else:
     source = text_input("attribution", allow_pairs=not model.config.causal and model.task == "sequence-classification")
     input_key, description = repr(source), source
 target = target_widget(model, modality)
-patch = model.network.embed.patch_size[0] if modality == "image" else 1
+# occlusion's default window: one ViT patch for images, 5 frames (50 ms of Whisper features) for audio
+patch = model.network.embed.patch_size[0] if modality == "image" else (5 if modality == "audio" else 1)
 methods, params = method_widgets(modality, patch)
 key = (name, id(model), input_key, repr(target), tuple(methods), repr(sorted(params.items())))
 
@@ -236,6 +276,8 @@ tab_views, tab_agreement, tab_export, tab_code = st.tabs(["Views", "Agreement", 
 with tab_views, shown_errors("drawing the attributions"):
     if report.modality == "image":
         show_image(report)
+    elif report.modality == "audio":
+        show_audio(report)
     else:
         show_text(report)
 
@@ -248,8 +290,9 @@ with tab_agreement, shown_errors("comparing methods"):
         corr = rank_correlation(report, magnitude=mode.startswith("by magnitude"))
         st.plotly_chart(correlation_heatmap(corr, "Spearman rank correlation between methods"),
                         key="attribution_correlation")
-        st.caption("Computed over " + ("the words (special tokens are left out: every baseline keeps them)."
-                                       if report.modality == "text" else "every pixel."))
+        over = {"text": "the words (special tokens are left out: every baseline keeps them).",
+                "image": "every pixel.", "audio": "every frame of the clip."}[report.modality]
+        st.caption("Computed over " + over)
     st.dataframe(method_summary(report), hide_index=True, key="attribution_summary")
 
 with tab_export:

@@ -122,3 +122,24 @@ def test_image_heatmaps_on_vit_digits(tiny_models):
     for key, result in expected.results.items():
         overlay = chart_z(at, f"attribution_image_{key}", trace=1)
         np.testing.assert_allclose(overlay, normalise(result.scores.numpy(), result.signed), atol=1e-5)
+
+
+def test_time_heatmaps_for_a_whisper_transcript(tiny_models, tmp_path):
+    from analysis.attribution.audio import attribute_audio
+    from tests.tiny_modal_models import make_whisper
+    make_whisper(tmp_path / "whisper")
+    at = open_page("attribution.py")
+    at.selectbox(key="model_choice").set_value(LOCAL).run()
+    at.text_input(key="model_folder").set_value(str(tmp_path / "whisper")).run()
+    assert not at.exception and not at.warning
+    at.selectbox(key="attribution_clip").set_value("clip_01.wav").run()
+    at.multiselect(key="attribution_methods").set_value(["saliency", "attention_rollout"]).run()
+    at.button(key="attribution_run").click().run()
+    assert not at.exception and not at.error
+    expected = attribute_audio(models.load_model(str(tmp_path / "whisper")),
+                               str(ROOT / "sample_data" / "speech" / "clip_01.wav"),
+                               methods=["saliency", "attention_rollout"])
+    assert at.subheader[0].value == f"Explaining “{expected.target.label}”"
+    for key, result in expected.results.items():
+        band = chart_z(at, f"attribution_audio_{key}")[0]
+        np.testing.assert_allclose(band, normalise(result.scores.numpy(), result.signed), atol=1e-5)
