@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from models.errors import InputError
+from models.labelled_data import read_labelled_texts
 from models.workbench_model import WorkbenchModel
 
 IGNORE = -100  # target of a position that is not scored, as in transformers' losses
@@ -63,21 +63,16 @@ class BatchScores:
 # ---------------------------------------------------------------- building evaluation sets
 
 def read_labelled_csv(path: str | Path, split: str | None = None) -> tuple[list[str], list[str]]:
-    """(texts, labels) from a CSV with columns text,label[,split], such as sample_data/sentiment.csv."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"No labelled set at {path}.")
-    frame = pd.read_csv(path)
-    missing = {"text", "label"} - set(frame.columns)
-    if missing:
-        raise InputError(f"{path.name} needs columns text and label; it lacks {', '.join(sorted(missing))}.")
+    """(texts, labels) of a text,label[,split] CSV such as sample_data/sentiment.csv, optionally one split.
+
+    Reading and checking the file is `models.labelled_data`'s job; this picks the split.
+    """
+    data = read_labelled_texts(path)
     if split is not None:
-        if "split" not in frame.columns:
-            raise InputError(f"{path.name} has no split column, so split {split!r} cannot be chosen.")
-        frame = frame[frame["split"] == split]
-        if frame.empty:
-            raise InputError(f"{path.name} has no rows in split {split!r}.")
-    return frame["text"].astype(str).tolist(), frame["label"].astype(str).tolist()
+        data = data.split(split)
+        if len(data) == 0:
+            raise InputError(f"{Path(path).name} has no rows in split {split!r}.")
+    return list(data.texts), list(data.labels)
 
 
 def label_ids(model: WorkbenchModel, labels: Sequence[object]) -> torch.Tensor:

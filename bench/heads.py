@@ -10,14 +10,17 @@ Then, on the same batch (seq 128) with a random classification head: the time of
 importance (Michel et al. 2019: one forward and backward) and of leave-one-out ablation of all
 144 heads, and their ratio (goal >= 20).
 
-Every model runs on the fast path (no capture), under inference mode, interleaved (a, b, c, d,
-a, b, ...) after warm-up, median of the repeats: the machine is shared and noisy, ratios hold.
+Every model runs on the fast path (no capture), under inference mode, once per round in a
+rotating order after warm-up. A ratio is the median over rounds of that round's paired ratio, so
+a slow minute on a shared machine hits both sides of it. Each ratio is printed twice: from wall
+time, and from this process's CPU time (which other processes' load does not inflate).
 Run: .venv/bin/python bench/heads.py [--repeats N] [--seqs 128 512] [--eager] [--skip-importance]
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import statistics
 import sys
 import tempfile
 import time
@@ -26,7 +29,6 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._timing import interleaved_medians  # noqa: E402
 from models import load_model  # noqa: E402
 
 BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
@@ -46,6 +48,29 @@ def predicted_ratio(seq: int, d_model: int, d_mlp: int, heads: int, kept: int, d
         width = h * d_head
         return 4 * d_model * width + 2 * seq * width + 2 * d_model * d_mlp  # q, k, v, o; QK^T and PV; MLP
     return macs(heads) / macs(kept)
+
+
+def timed_rounds(fns: dict, rounds: int, warmup: int = 1) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Every function once per round, the order rotating each round: wall and process-CPU seconds per run."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
+    for round_ in range(rounds):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            w0, c0 = time.perf_counter(), time.process_time()
+            fns[name]()
+            wall[name].append(time.perf_counter() - w0)
+            cpu[name].append(time.process_time() - c0)
+    return wall, cpu
+
+
+def paired_ratio(times: dict[str, list[float]], slow: str, fast: str) -> float:
+    """Median over rounds of times[slow] / times[fast] measured in the same round."""
+    return statistics.median(a / b for a, b in zip(times[slow], times[fast]))
 
 
 def throughput(args, tf) -> None:
@@ -69,9 +94,10 @@ def throughput(args, tf) -> None:
     removed = ours.num_parameters() - ours_pruned.num_parameters()
     print(f"50% of heads pruned (6 of 12 per layer): {removed / 1e6:.1f}M parameters removed "
           f"({removed / ours.num_parameters():.1%} of {ours.num_parameters() / 1e6:.1f}M)")
-    header = f"{'seq':>5}{'ours ms':>10}{'pruned ms':>11}{'ours ratio':>12}{'tf sdpa ratio':>15}"
+    print("ratios are unpruned time / pruned time (= pruned throughput / unpruned), as wall | CPU time")
+    header = f"{'seq':>5}{'ours ms':>10}{'pruned ms':>11}{'ours ratio':>16}{'tf sdpa ratio':>16}"
     header += f"{'tf eager ratio':>16}" if eager is not None else ""
-    print(header + f"{'arithmetic':>12}{'ours/tf sdpa unpruned':>23}", flush=True)
+    print(header + f"{'arithmetic':>12}{'ours/tf sdpa time':>19}", flush=True)
     for seq in args.seqs:
         ids = torch.randint(1000, 30000, (BATCH, seq))
         mask = torch.ones_like(ids)
@@ -88,13 +114,15 @@ def throughput(args, tf) -> None:
             check = (ours_pruned.forward(input_ids=ids[:2], attention_mask=mask[:2], capture=False).final
                      - sdpa_pruned(input_ids=ids[:2], attention_mask=mask[:2]).last_hidden_state).abs().max()
             assert check < 1e-4, f"pruned models disagree by {check}"  # same numbers, or the timing means nothing
-            t = interleaved_medians(fns, repeats=args.repeats, warmup=1)
+            wall, cpu = timed_rounds(fns, rounds=args.repeats, warmup=1)
         arithmetic = predicted_ratio(seq, config.hidden_size, config.intermediate_size, 12, 6, 64)
-        line = (f"{seq:>5}{t['ours'] * 1e3:>10.0f}{t['ours_pruned'] * 1e3:>11.0f}{t['ours'] / t['ours_pruned']:>12.3f}"
-                f"{t['sdpa'] / t['sdpa_pruned']:>15.3f}")
+        both = lambda slow, fast: f"{paired_ratio(wall, slow, fast):.3f} | {paired_ratio(cpu, slow, fast):.3f}"
+        ms = lambda name: statistics.median(wall[name]) * 1e3
+        line = f"{seq:>5}{ms('ours'):>10.0f}{ms('ours_pruned'):>11.0f}{both('ours', 'ours_pruned'):>16}"
+        line += f"{both('sdpa', 'sdpa_pruned'):>16}"
         if eager is not None:
-            line += f"{t['eager'] / t['eager_pruned']:>16.3f}"
-        print(line + f"{arithmetic:>12.3f}{t['ours'] / t['sdpa']:>23.3f}", flush=True)
+            line += f"{both('eager', 'eager_pruned'):>16}"
+        print(line + f"{arithmetic:>12.3f}{both('ours', 'sdpa'):>19}", flush=True)
 
 
 def importance(args, tf) -> None:
@@ -111,20 +139,17 @@ def importance(args, tf) -> None:
     ids[:, 0] = 101  # [CLS]
     batch = EvalBatch(ids, torch.ones_like(ids), torch.zeros_like(ids), torch.randint(0, 2, (BATCH,)))
     data = EvalSet("sequence-classification", (batch,), tuple(f"example {i}" for i in range(BATCH)))
-    compute_gradient_importance(model, data)  # warm-up
-    gradient_times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        compute_gradient_importance(model, data)
-        gradient_times.append(time.perf_counter() - start)
-    gradient = sorted(gradient_times)[len(gradient_times) // 2]
-    print(f"gradient importance, batch {BATCH} x seq {seq}: {gradient:.2f} s (median of {args.repeats})", flush=True)
-    start = time.perf_counter()
+    wall, cpu = timed_rounds({"gradient": lambda: compute_gradient_importance(model, data)}, rounds=args.repeats)
+    gradient_wall, gradient_cpu = statistics.median(wall["gradient"]), statistics.median(cpu["gradient"])
+    print(f"gradient importance, batch {BATCH} x seq {seq}: {gradient_wall:.2f} s wall, {gradient_cpu:.2f} s CPU "
+          f"(median of {args.repeats})", flush=True)
+    w0, c0 = time.perf_counter(), time.process_time()
     result = compute_ablation_importance(model, data)
-    ablation = time.perf_counter() - start
-    print(f"leave-one-out ablation of all {int(result.present.sum())} heads, same batch: {ablation:.1f} s "
-          f"(one run; {BATCH}-example batch stacked for several heads per pass)")
-    print(f"gradient importance over ablation: {ablation / gradient:.1f}x faster (goal >= 20)", flush=True)
+    ablation_wall, ablation_cpu = time.perf_counter() - w0, time.process_time() - c0
+    print(f"leave-one-out ablation of all {int(result.present.sum())} heads, same batch: {ablation_wall:.1f} s wall, "
+          f"{ablation_cpu:.1f} s CPU (one run; the batch stacked for several heads per pass)")
+    print(f"gradient importance over ablation: {ablation_wall / gradient_wall:.1f}x faster by wall time, "
+          f"{ablation_cpu / gradient_cpu:.1f}x by CPU time (goal >= 20)", flush=True)
 
 
 def main() -> None:

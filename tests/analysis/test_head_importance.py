@@ -228,11 +228,11 @@ def test_models_without_a_loss_and_bad_labels_are_explained(tmp_path, tiny):
 
 def test_read_labelled_csv(tmp_path):
     path = tmp_path / "set.csv"
-    path.write_text('text,label,split\n"good, very good",positive,train\nbad,negative,test\n')
-    assert read_labelled_csv(path) == (["good, very good", "bad"], ["positive", "negative"])
-    assert read_labelled_csv(path, split="test") == (["bad"], ["negative"])
-    with pytest.raises(InputError, match="no rows in split 'dev'"):
-        read_labelled_csv(path, split="dev")
+    path.write_text('text,label,split\n"good, very good",positive,train\nbad,negative,train\nawful,negative,test\n')
+    assert read_labelled_csv(path) == (["good, very good", "bad", "awful"], ["positive", "negative", "negative"])
+    assert read_labelled_csv(path, split="test") == (["awful"], ["negative"])
+    with pytest.raises(InputError, match="no rows in split 'validation'"):
+        read_labelled_csv(path, split="validation")
     (tmp_path / "bad.csv").write_text("sentence,label\nx,1\n")
-    with pytest.raises(InputError, match="lacks text"):
+    with pytest.raises(InputError, match="has no column text"):
         read_labelled_csv(tmp_path / "bad.csv")
