@@ -119,6 +119,7 @@ def test_exports_are_files_a_person_can_open():
 
 
 @requires_chromium
+@pytest.mark.browser
 def test_sparse_view_draws_offline_in_chromium(tmp_path):
     from playwright.sync_api import sync_playwright
 
