@@ -56,7 +56,7 @@ def report_html(report: AttributionReport) -> str:
         elif scores.ndim == 2:
             picture = image_overlay(scores, result.signed, report.extras.get("image"))
             parts.append(f'<img alt="{html.escape(spec.label)} heatmap" src="{png_data_uri(picture)}" '
-                         'style="image-rendering: pixelated; max-width: 420px">')
+                         'style="image-rendering: pixelated; width: 256px">')  # small images scale up sharply
         else:
             picture = waveform_strip(np.asarray(report.extras.get("waveform", np.zeros(0))), scores, result.signed)
             parts.append(f'<img alt="{html.escape(spec.label)} over time" src="{png_data_uri(picture)}">')
@@ -64,7 +64,7 @@ def report_html(report: AttributionReport) -> str:
             parts.append(f"<p>Convergence delta {result.convergence_delta:+.3g} with {result.n_steps} steps; "
                          f"F(x) - F(baseline) = {result.output_difference:+.4g} "
                          f"({'within' if result.converged else 'above'} 5%).</p>")
-    parts += ["<h2>Methods</h2>", method_summary(report).to_html(index=False, na_rep="", float_format="%.4g"),
+    parts += ["<h2>Methods</h2>", method_summary(report).fillna("").to_html(index=False, float_format=lambda v: f"{v:.4g}"),
               "<h2>Agreement (Spearman rank correlation of |scores|)</h2>",
               rank_correlation(report).to_html(na_rep="n/a", float_format="%.3f")]
     style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}"
