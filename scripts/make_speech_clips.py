@@ -33,7 +33,7 @@ SENTENCES = [
 ]
 
 VOICE = "en-us"       # espeak-ng voice
-SPEED = 150           # words per minute (espeak default is 175; slower is clearer)
+SPEED = 130           # words per minute: Whisper tiny.en transcribes espeak-ng best around here (WER 10% vs 27% at 150)
 SAMPLE_RATE = 16_000
 
 
