@@ -175,3 +175,11 @@ def test_models_without_a_decision_are_refused(tmp_path):
         attribute_text(mlm, "the cat sat", methods=["saliency"])
     report = attribute_text(mlm, "the cat [MASK] on the mat", methods=["saliency", "attention_rollout"])
     assert report.target.position == 3  # [CLS] the cat [MASK]
+
+
+def test_sentence_pairs_keep_every_separator_in_the_baseline(classifier):
+    report = attribute_text(classifier, ("who was it ?", "it was me ."), methods=["integrated_gradients"], target=0)
+    assert report.units.count("[SEP]") == 2 and report.special.count(True) == 3
+    scores = report.results["integrated_gradients"].scores
+    assert all(float(scores[i]) == 0.0 for i, special in enumerate(report.special) if special)
+    assert report.input_text == "who was it ? / it was me ."
