@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-CLICK_TRACE = 1  # index of the transparent per-cell markers a click selects
+CLICK_TRACE = 1   # index of the transparent per-cell markers a click selects
+MASKED_TRACE = 2  # the crosses on masked heads: a click on one names that head too (to unmask it)
 
 
 def importance_heatmap(scores: np.ndarray, title: str, value_name: str,
@@ -15,7 +16,7 @@ def importance_heatmap(scores: np.ndarray, title: str, value_name: str,
     """Layers x heads scores (NaN = pruned, left blank); masked heads crossed out; every cell clickable.
 
     Plotly heatmaps cannot be selected, so a transparent marker sits on every cell: clicking a
-    cell selects that marker, whose customdata is (layer, head).
+    cell selects that marker, at x = head, y = layer; its customdata (layer, head, score) feeds the hover.
     """
     scores = np.asarray(scores, dtype=float)  # (layers, heads)
     n_layers, n_heads = scores.shape
@@ -23,12 +24,12 @@ def importance_heatmap(scores: np.ndarray, title: str, value_name: str,
     present = ~np.isnan(scores)
     fig = go.Figure([
         go.Heatmap(z=scores, x=list(range(n_heads)), y=list(range(n_layers)), colorscale="Viridis",
-                   colorbar=dict(title=value_name),
-                   hovertemplate=f"layer %{{y}} · head %{{x}}<br>{value_name} %{{z:.4f}}<extra></extra>"),
-        go.Scatter(x=heads[present], y=layers[present], mode="markers", showlegend=False,
-                   customdata=np.stack([layers[present], heads[present]], axis=-1),
+                   colorbar=dict(title=value_name), hoverinfo="skip"),  # the markers above carry hover and clicks
+        go.Scatter(x=heads[present], y=layers[present], mode="markers", showlegend=False, name="select",
+                   customdata=np.stack([layers[present], heads[present], scores[present]], axis=-1),
                    marker=dict(symbol="square", size=18, opacity=0.01, color="white"),
-                   hoverinfo="skip", name="select"),
+                   hovertemplate=(f"layer %{{customdata[0]}} · head %{{customdata[1]}}<br>{value_name} "
+                                  "%{customdata[2]:.4f}<extra>click to mask or unmask</extra>")),
     ])
     masked = sorted(set(masked))
     if masked:
@@ -36,23 +37,19 @@ def importance_heatmap(scores: np.ndarray, title: str, value_name: str,
                                  marker=dict(symbol="x-thin", size=14, line=dict(width=3, color="red")),
                                  hovertemplate="layer %{y} · head %{x}: masked<extra></extra>"))
     fig.update_layout(title=title, height=min(900, 160 + 28 * n_layers), xaxis_title="head", yaxis_title="layer",
-                      yaxis_autorange="reversed", clickmode="event+select", dragmode="select",
+                      yaxis_autorange="reversed",  # no dragmode: Streamlit's point selection then selects on click
                       xaxis=dict(tickmode="linear", dtick=1), yaxis=dict(tickmode="linear", dtick=1),
                       margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.15))
     return fig
 
 
 def selected_heads(points: Sequence[dict]) -> list[tuple[int, int]]:
-    """(layer, head) of the cells a selection event holds (clicks land on the transparent markers)."""
+    """(layer, head) of the cells a selection event holds: clicks land on the markers or crosses, x = head, y = layer."""
     chosen = []
     for point in points:
-        if point.get("curve_number", CLICK_TRACE) != CLICK_TRACE:
-            continue
-        data = point.get("customdata")
-        if data is not None and len(data) == 2:
-            chosen.append((int(data[0]), int(data[1])))
-        elif "x" in point and "y" in point:
-            chosen.append((int(point["y"]), int(point["x"])))
+        if point.get("curve_number", CLICK_TRACE) not in (CLICK_TRACE, MASKED_TRACE) or "x" not in point or "y" not in point:
+            continue  # the heatmap layer itself names nothing
+        chosen.append((int(point["y"]), int(point["x"])))
     return chosen
 
 

@@ -6,6 +6,7 @@ context-scoped, and pruning makes a new model that belongs to this session only.
 """
 from __future__ import annotations
 
+import zlib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -161,22 +162,22 @@ st.session_state.setdefault("heads_mask", [])
 if importance is not None:
     masked_now = [(l, h) for l, heads in parse_heads(st.session_state["heads_mask"]).items() for h in heads]
     fig = importance_heatmap(importance.scores.numpy(), f"{spec.label} per head", VALUE_NAMES[method], masked_now)
-    event = st.plotly_chart(fig, key="heads_heatmap", on_select="rerun", selection_mode=("points",))
+    # keyed by the mask: after each change the chart starts with nothing selected, so every click is
+    # a fresh selection that toggles exactly the heads it names (plotly would deselect on a second click)
+    signature = zlib.crc32("|".join(sorted(st.session_state["heads_mask"])).encode())
+    event = st.plotly_chart(fig, key=f"heads_heatmap_{signature:08x}", on_select="rerun", selection_mode=("points",))
     clicked = selected_heads(event.selection.points) if event and event.selection else []
-    previous = st.session_state.get("_heads_last_click", [])
-    st.session_state["_heads_last_click"] = clicked
-    fresh = [c for c in clicked if c not in previous]
-    if fresh:  # a click toggles the head in the mask
-        chosen = list(st.session_state["heads_mask"])
-        for layer, head in fresh:
-            label = head_label(layer, head)
-            if label in all_heads:
-                chosen.remove(label) if label in chosen else chosen.append(label)
+    chosen = list(st.session_state["heads_mask"])
+    for label in dict.fromkeys(head_label(layer, head) for layer, head in clicked):
+        if label in all_heads:
+            chosen.remove(label) if label in chosen else chosen.append(label)
+    if chosen != st.session_state["heads_mask"]:
         st.session_state["heads_mask"] = chosen
+        st.rerun()  # redraw the heatmap with the new crosses (and a fresh selection)
     frame = importance.to_frame()
     top, low = frame.iloc[0], frame.iloc[-1]
-    st.caption(f"Click a cell to mask or unmask that head. Most important: {head_label(top['layer'], top['head'])} "
-               f"({top['score']:.4f}); least: {head_label(low['layer'], low['head'])} ({low['score']:.4f}); "
+    st.caption(f"Click a cell to mask or unmask that head. Most important: {head_label(int(top['layer']), int(top['head']))} "
+               f"({top['score']:.4f}); least: {head_label(int(low['layer']), int(low['head']))} ({low['score']:.4f}); "
                f"{importance.n_examples} sentences" + (f"; baseline {importance.metric} {importance.baseline:.4f}"
                                                       if importance.baseline is not None else "") + ".")
 

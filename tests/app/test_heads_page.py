@@ -17,7 +17,7 @@ from analysis.head_importance import (compute_ablation_importance, compute_atten
                                       compute_gradient_importance)
 from analysis.metrics import make_eval_set, read_labelled_csv
 from analysis.pruning_curve import compute_pruning_curve
-from app.head_plots import CLICK_TRACE, importance_heatmap, selected_heads
+from app.head_plots import CLICK_TRACE, MASKED_TRACE, importance_heatmap, selected_heads
 from app.sidebar import example_sentences
 from tests.app.page_helpers import captions, chart_traces, chart_z, decode, open_page
 from tests.tiny_models import make_checkpoint
@@ -52,7 +52,7 @@ def test_gradient_scores_of_a_causal_lm(tiny_models):
     expected = compute_gradient_importance(model, make_eval_set(model, example_sentences()[:8]))
     np.testing.assert_allclose(chart_z(at, "heads_heatmap"), expected.scores.numpy(), atol=1e-6)
     top = expected.to_frame().iloc[0]
-    assert any(f"Most important: L{top['layer']}.H{top['head']}" in c for c in captions(at))
+    assert any(f"Most important: L{int(top['layer'])}.H{int(top['head'])} (" in c for c in captions(at))
     at.checkbox(key="heads_normalize").uncheck().run()
     np.testing.assert_allclose(chart_z(at, "heads_heatmap"), expected.details["raw"].numpy(), atol=1e-6)
     table = at.tabs[3].dataframe[0].value
@@ -197,11 +197,12 @@ def test_heatmap_cells_are_clickable_and_clicks_name_the_head():
     scores[2, 1] = np.nan  # a pruned head: blank, not clickable
     fig = importance_heatmap(scores, "t", "importance", masked=[(0, 3)])
     click_trace = fig.data[CLICK_TRACE]
-    cells = {tuple(int(v) for v in c) for c in click_trace.customdata}
+    cells = {(int(c[0]), int(c[1])) for c in click_trace.customdata}
     assert len(cells) == 11 and (2, 1) not in cells
-    assert all(int(x) == head and int(y) == layer for x, y, (layer, head) in
-               zip(click_trace.x, click_trace.y, click_trace.customdata))
-    assert list(fig.data[2].x) == [3] and list(fig.data[2].y) == [0]  # the masked head is crossed out
-    event_points = [{"curve_number": CLICK_TRACE, "x": 2, "y": 1, "customdata": [1, 2]},
-                    {"curve_number": 0, "x": 0, "y": 0}]  # a click on the heatmap layer itself names nothing
-    assert selected_heads(event_points) == [(1, 2)]
+    assert all(int(x) == int(head) and int(y) == int(layer) and score == scores[int(layer), int(head)]
+               for x, y, (layer, head, score) in zip(click_trace.x, click_trace.y, click_trace.customdata))
+    assert list(fig.data[MASKED_TRACE].x) == [3] and list(fig.data[MASKED_TRACE].y) == [0]  # crossed out
+    event_points = [{"curve_number": CLICK_TRACE, "x": 2, "y": 1, "customdata": {"0": 1, "1": 2, "2": 6.0}},
+                    {"curve_number": 0, "x": 0, "y": 0},   # the heatmap layer itself names nothing
+                    {"curve_number": MASKED_TRACE, "x": 3, "y": 0}]  # a cross names its (masked) head
+    assert selected_heads(event_points) == [(1, 2), (0, 3)]
