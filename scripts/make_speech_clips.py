@@ -33,7 +33,7 @@ SENTENCES = [
 ]
 
 VOICE = "en-us"       # espeak-ng voice
-SPEED = 130           # words per minute: Whisper tiny.en transcribes espeak-ng best around here (WER 10% vs 27% at 150)
+SPEED = 120           # words per minute: Whisper tiny.en greedy WER on these clips is 15.9% at 120, 20.3% at 130, 27.5% at 150
 SAMPLE_RATE = 16_000
 
 
