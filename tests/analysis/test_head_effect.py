@@ -67,7 +67,8 @@ def test_pruning_report_counts_parameters_and_times_both_models(model):
     assert report.parameters_removed == 3 * (4 * d * dh + 3 * dh)
     assert (report.heads_before, report.heads_after) == (8, 5)
     assert report.ms_before > 0 and report.ms_after > 0
-    assert report.speedup == pytest.approx(report.ms_before / report.ms_after)
+    assert len(report.round_ratios) == 3
+    assert min(report.round_ratios) <= report.speedup <= max(report.round_ratios)
     assert report.tokens == sum(model.run([TEXT, "who was it ?"]).lengths)
     with pytest.raises(InputError, match="repeats must be at least 1"):
         compare_pruned(model, pruned, [TEXT], repeats=0)
