@@ -16,12 +16,13 @@ from typing import Mapping, Sequence
 import torch
 from safetensors import safe_open
 
+from .derived import derived_model
 from .errors import InputError
 from .heads import HEAD_FORMATS, head_format, initialise_like_transformers, task_from_architectures
 from .workbench_model import WorkbenchModel
 
 # Tasks whose head has one output per label (the others have the vocabulary, or start/end, as outputs)
-LABELLED_TASKS = ("sequence-classification", "token-classification")
+LABELLED_TASKS = ("sequence-classification", "token-classification", "image-classification", "audio-classification")
 
 Labels = Sequence[str] | Mapping[int, str]
 
@@ -62,8 +63,9 @@ def with_head(model: WorkbenchModel, task: str, labels: Labels | None = None, se
 
     generator = torch.Generator().manual_seed(seed)
     head = fmt.build(config, max(len(label_map), 2))
-    embed_weight = network.embed.word.weight
-    initialise_like_transformers(head, config, generator, keep=(embed_weight,))
+    word = getattr(network.embed, "word", None)  # image and audio embeddings have no token rows
+    embed_weight = word.weight if word is not None else None
+    initialise_like_transformers(head, config, generator, keep=(embed_weight,) if embed_weight is not None else ())
     if current is not None and model.task == task and label_map == model.labels and _same_shapes(current, head):
         head, trained = current, bool(getattr(current, "trained", True))  # the same head: keep it as it is
     else:
@@ -73,8 +75,8 @@ def with_head(model: WorkbenchModel, task: str, labels: Labels | None = None, se
     head.trained = trained
     network.head = head
     base = (model.name or model.family).removesuffix(f" ({model.task})")
-    return WorkbenchModel(network, config, copy.deepcopy(model.tokenizer), name=f"{base} ({task})",
-                          task=task, labels=label_map, source=model.source)
+    return derived_model(model, network, config, tokenizer=copy.deepcopy(model.tokenizer), name=f"{base} ({task})",
+                         task=task, labels=label_map)
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .derived import derived_model
 from .errors import InputError
 from .labelled_data import LabelledData, LabelledTexts, LabelledTokens
 from .rotary import rotary_cos_sin
@@ -470,9 +471,8 @@ def _label_ids(model: WorkbenchModel, train_data: LabelledData, eval_data: Label
 
 
 def _copy(model: WorkbenchModel) -> WorkbenchModel:
-    copied = WorkbenchModel(copy.deepcopy(model.network), copy.deepcopy(model.config), copy.deepcopy(model.tokenizer),
-                            name=model.name, task=model.task, labels=dict(model.labels), source=model.source)
-    return copied
+    return derived_model(model, copy.deepcopy(model.network), copy.deepcopy(model.config),
+                         tokenizer=copy.deepcopy(model.tokenizer), labels=dict(model.labels))
 
 
 def _first_trainable_layer(params: dict[str, torch.nn.Parameter], n_layers: int) -> int | None:

@@ -23,6 +23,7 @@ import torch
 from tokenizers import AddedToken, Tokenizer
 from torch import nn
 
+from .derived import derived_model
 from .errors import InputError, WeightFileError
 from .tokenization import TextTokenizer
 from .workbench_model import WorkbenchModel
@@ -63,8 +64,9 @@ def grow_vocabulary(model: WorkbenchModel, tokens: str | Sequence[str], special:
 
     Everything is checked before anything is built, so a bad request changes nothing.
     """
-    if model.tokenizer is None:
-        raise InputError(f"{model.name or model.family} has no tokenizer to add tokens to.")
+    if model.tokenizer is None or getattr(model.network.embed, "word", None) is None:
+        raise InputError(f"{model.name or model.family} has no token vocabulary to add tokens to "
+                         "(adding tokens is for text models).")
     requested = _validate(tokens, init)
     old = model.tokenizer
     normalise = _normaliser(old.backend, special)
@@ -112,8 +114,8 @@ def grow_vocabulary(model: WorkbenchModel, tokens: str | Sequence[str], special:
                               pieces={t: pieces[t].tokens for t in added_order}, init=init, special=special,
                               fallbacks=fallbacks)
     suffix = f" (+{len(added)} token{'s' * (len(added) != 1)})" if added else ""
-    grown_model = WorkbenchModel(network, config, tokenizer, name=f"{model.name or model.family}{suffix}",
-                                 task=model.task, labels=dict(model.labels), source=model.source)
+    grown_model = derived_model(model, network, config, tokenizer=tokenizer,
+                                name=f"{model.name or model.family}{suffix}", labels=dict(model.labels))
     return grown_model, change
 
 

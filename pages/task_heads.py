@@ -21,7 +21,7 @@ from app.training_plots import loss_curve
 from app.vocabulary_code import task_head_code, training_code
 from models.labelled_data import read_labelled_texts, read_labelled_tokens, split_off
 from models.task_heads import LABELLED_TASKS, available_heads, head_is_trained
-from models.training import TrainingConfig, evaluate, train
+from models.training import TRAINABLE_TASKS, TrainingConfig, evaluate, train
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = {"sequence-classification": ROOT / "sample_data" / "sentiment.csv",
@@ -121,7 +121,8 @@ if task in LABELLED_TASKS:
     raw = st.text_input("Labels, separated by commas (empty: keep the checkpoint's, or LABEL_0, LABEL_1)",
                         key="heads_labels")
     labels = [part.strip() for part in raw.split(",")] if raw.strip() else None
-text = st.text_input("Text to try the head on", example_sentences()[0], key="heads_text")
+is_text = getattr(model, "modality", "text") == "text"
+text = st.text_input("Text to try the head on", example_sentences()[0], key="heads_text") if is_text else None
 
 swapped = None
 with shown_errors("swapping the head"):
@@ -139,11 +140,14 @@ right.metric("Status", "trained" if trained_flag else "untrained")
 if not trained_flag:
     st.warning("This head starts from random weights (as transformers initialises them): its outputs mean nothing "
                "until it is trained below.")
-with shown_errors("running both models"):
-    before, after = model.run(text), swapped.run(text)
-    drift = max(float((a - b).abs().max()) for a, b in zip(before.hidden_states, after.hidden_states))
-    st.caption(f"The body is unchanged: the largest difference in any hidden state is {drift:g}.")
-    show_outputs(swapped, text)
+if is_text:
+    with shown_errors("running both models"):
+        before, after = model.run(text), swapped.run(text)
+        drift = max(float((a - b).abs().max()) for a, b in zip(before.hidden_states, after.hidden_states))
+        st.caption(f"The body is unchanged: the largest difference in any hidden state is {drift:g}.")
+        show_outputs(swapped, text)
+else:
+    st.caption(f"{name} reads {model.modality}: keep this model for the session and try it on the Images & audio page.")
 labels_arg = f", labels={labels!r}" if labels else ""
 st.button("Keep this model for the session", key="heads_keep_swapped", on_click=keep_model,
           args=(f"{name} + {task} head", swapped, f"{model_recipe(name)}.with_head({task!r}{labels_arg})"))
@@ -152,8 +156,8 @@ with st.expander("Code to reproduce"):
 
 # ------------------------------------------------------------------ 2. train
 st.subheader("2 · Train it")
-if task not in LABELLED_TASKS:
-    st.info(f"Training here covers {' and '.join(LABELLED_TASKS)} heads, from a labelled CSV.")
+if task not in TRAINABLE_TASKS:
+    st.info(f"Training here covers {' and '.join(TRAINABLE_TASKS)} heads, from a labelled CSV.")
 else:
     layout = "text,label,split" if task == "sequence-classification" else "tokens,tags,split (space-separated)"
     upload = st.file_uploader(f"A CSV with columns {layout}; empty: the sample set", type=["csv"], key="heads_upload")

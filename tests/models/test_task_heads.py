@@ -163,3 +163,36 @@ def test_original_model_is_untouched(bodies):
 def test_bad_head_requests_raise_clear_errors(bodies, call, error, message):
     with pytest.raises(error, match=message):
         call(bodies["bert"])
+
+
+def test_image_and_audio_heads_swap_and_round_trip(tmp_path):
+    """ViT and Wav2Vec2 bodies take the classification heads their families register, with the same guarantees."""
+    import numpy as np
+    import transformers as tf
+    from PIL import Image
+
+    from tests.tiny_modal_models import make_vit, make_wav2vec2, noise_clip
+
+    make_vit(tmp_path / "vit", kind="vit")
+    make_wav2vec2(tmp_path / "w2v", kind="base")
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 28, 3), dtype=np.uint8))
+    cases = [("vit", "image-classification", dict(images=[image]), tf.AutoModelForImageClassification, "pixel_values"),
+             ("w2v", "audio-classification", dict(audio=[noise_clip(0.5)], sampling_rate=16000),
+              tf.AutoModelForAudioClassification, "input_values")]
+    for folder, task, inputs, auto, key in cases:
+        body = load_model(str(tmp_path / folder))
+        assert task in available_heads(body.family)
+        swapped = body.with_head(task, labels=["yes", "no", "maybe"])
+        assert type(swapped) is type(body) and head_is_trained(swapped) is False
+        before, after = body.run(**inputs), swapped.run(**inputs)
+        for a, b in zip(before.hidden_states, after.hidden_states):
+            assert torch.equal(a, b)
+        assert after.logits.shape == (1, 3)
+        with pytest.raises(InputError, match="text models"):
+            body.add_tokens(["cat.dog"])
+        swapped.save_pretrained(tmp_path / f"{folder}-saved")
+        reference = auto.from_pretrained(tmp_path / f"{folder}-saved", attn_implementation="eager").eval()
+        assert reference.config.id2label == {0: "yes", 1: "no", 2: "maybe"}
+        with torch.no_grad():
+            theirs = reference(**{key: after.extras[key]}).logits
+        torch.testing.assert_close(after.logits, theirs, atol=1e-4, rtol=0)
