@@ -19,6 +19,7 @@ from app.sidebar import example_sentences, selected_model_name
 from app.state import keep_valid, session_memo
 from app.training_plots import loss_curve
 from app.vocabulary_code import task_head_code, training_code
+from models.heads import head_format
 from models.labelled_data import read_labelled_texts, read_labelled_tokens, split_off
 from models.task_heads import LABELLED_TASKS, available_heads, head_is_trained
 from models.training import TRAINABLE_TASKS, TrainingConfig, evaluate, train
@@ -36,7 +37,7 @@ PRESETS = {  # what to train -> TrainingConfig.trainable
     "last layer + head": ("head", "last_layer"),
     "everything (full fine-tuning)": ("all",),
 }
-LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+LEARNING_RATES = [1e-5, 3e-5, 1e-4, 2e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 
 
 def zipped_folder(model) -> bytes:
@@ -83,10 +84,17 @@ def show_outputs(model, text: str) -> None:
     elif model.task == "question-answering":
         frame = pd.DataFrame({"token": trace.tokens[0], "start score": logits[:, 0].tolist(),
                               "end score": logits[:, 1].tolist()})
-    else:  # language models: the top tokens at the last position
-        probs = logits[-1].softmax(-1)
+    else:  # language models: the top tokens at the first mask (masked LM) or after the text (causal LM)
+        where, column = len(trace.tokens[0]) - 1, "next token"
+        if model.task == "masked-lm":
+            mask = model.tokenizer.special.get("mask_token", "[MASK]")
+            if mask not in trace.tokens[0]:
+                st.caption(f"Put {mask} in the text to see what the masked-LM head predicts there.")
+                return
+            where, column = trace.tokens[0].index(mask), f"at {mask}"
+        probs = logits[where].softmax(-1)
         top = probs.topk(min(5, len(probs)))
-        frame = pd.DataFrame({"next token": [model.tokenizer.id_to_token(int(i)) for i in top.indices],
+        frame = pd.DataFrame({column: [model.tokenizer.id_to_token(int(i)) for i in top.indices],
                               "probability": top.values.tolist()})
     st.dataframe(frame, hide_index=True, key="heads_outputs")
 
@@ -111,7 +119,8 @@ st.caption(f"{name}: {model.family} body, {model.n_layers} layers; head: "
 
 # ------------------------------------------------------------------ 1. swap
 st.subheader("1 · Put a head on the body")
-own_head = model.task if model.task in tasks else tasks[0]
+# a body without a head starts on the classifier, the head this page can also train
+own_head = model.task if model.task in tasks else next((t for t in tasks if t in TRAINABLE_TASKS), tasks[0])
 if st.session_state.get("heads_model") != name:  # another model: start from its own head
     st.session_state["heads_model"], st.session_state["heads_task"] = name, own_head
 keep_valid("heads_task", tasks, own_head)
@@ -166,8 +175,9 @@ else:
     keep_valid("heads_trainable", presets, presets[2] if len(presets) > 2 else presets[0])
     preset = st.selectbox("What to train", presets, key="heads_trainable")
     c1, c2, c3 = st.columns(3)
-    epochs = int(c1.number_input("Epochs", 1, 50, 8, key="heads_epochs"))
-    keep_valid("heads_lr", LEARNING_RATES, 1e-4)
+    # defaults: the recipe that trained minilm-sentiment (bench/train_sentiment.py)
+    epochs = int(c1.number_input("Epochs", 1, 50, 10, key="heads_epochs"))
+    keep_valid("heads_lr", LEARNING_RATES, 2e-4)
     learning_rate = c2.select_slider("Learning rate", LEARNING_RATES, key="heads_lr")
     seed = int(c3.number_input("Seed", 0, 10_000, 0, key="heads_seed"))
 
@@ -230,8 +240,10 @@ else:
 st.subheader("3 · Save in Hugging Face format")
 kept = st.session_state.get("heads_result")
 to_save = kept["result"].model if kept and kept["key"][:3] == (name, id(model), task) else swapped
+architecture = head_format(to_save.task, to_save.family).architecture
 st.caption(f"Saves {'the trained' if to_save is not swapped else 'this'} model: config.json (architectures "
-           f"{to_save.task}, id2label), model.safetensors and the tokenizer; transformers' AutoModelFor… loads it.")
+           f"{architecture}" + (", id2label" if to_save.labels else "") + "), model.safetensors and the tokenizer; "
+           "transformers' AutoModelFor… loads it.")
 if st.button("Prepare the download", key="heads_prepare"):
     with shown_errors("saving"):
         st.session_state["heads_zip"] = (id(to_save), zipped_folder(to_save))

@@ -125,8 +125,14 @@ def test_a_bad_upload_shows_a_clear_error(page, content, message):
 
 def test_language_model_heads_explain_what_can_be_trained(page):
     at = page
+    assert at.selectbox(key="heads_task").value == "sequence-classification"  # a bare body starts on the classifier
     at.selectbox(key="heads_task").set_value("masked-lm").run()
     assert not at.exception and metric(at, "Status") == "untrained"
     assert any("Training here covers" in i.value for i in at.info)
+    assert any(c.startswith("Put [MASK] in the text") for c in captions(at))
+    assert any("architectures BertForMaskedLM)" in c for c in captions(at))
+    at.selectbox(key="model_choice").set_value("smollm2").run()  # a tiny Llama with its causal-LM head
+    assert at.selectbox(key="heads_task").value == "causal-lm" and metric(at, "Status") == "trained"
+    expected = models.load_model("smollm2").run(TEXT).logits[0, -1].softmax(-1).topk(5)
     shown = frame(at, "next token", "probability")
-    assert len(shown) == 5
+    assert shown["probability"].tolist() == pytest.approx(expected.values.tolist(), abs=1e-6)
