@@ -268,8 +268,11 @@ if report is None:
 
 t = report.target
 st.subheader(f"Explaining “{t.label}”")
-st.caption(f"{'Chosen' if t.chosen else 'Predicted'} target {t.index}: logit {t.score:.4g}, probability {t.probability:.3f}"
-           + (f", read at position {t.position}" if t.position is not None else ""))
+if report.modality == "audio" and model.task != "audio-classification":  # Whisper: log-probabilities of its transcript
+    st.caption(f"Output {t.index}: log-probability {t.score:.4g}, teacher-forced on the model's own transcript.")
+else:
+    st.caption(f"{'Chosen' if t.chosen else 'Predicted'} target {t.index}: logit {t.score:.4g}, "
+               f"probability {t.probability:.3f}" + (f", read at position {t.position}" if t.position is not None else ""))
 show_completeness(report)
 
 tab_views, tab_agreement, tab_export, tab_code = st.tabs(["Views", "Agreement", "Export", "Code to reproduce"])

@@ -61,8 +61,8 @@ def _whisper(model, audio, sampling_rate, methods, target, params, progress) -> 
     if T <= prompt:
         raise InputError("Whisper produced no token for this clip, so there is nothing to explain.")
     pieces = [model.tokenizer.decode([int(i)]) or "<end>" for i in ids[0, prompt:]]
-    labels = {0: f"whole transcript “{trace.extras['transcripts'][0].strip()}”"}
-    labels.update({j + 1: f"token {j + 1} “{p.strip() or p}”" for j, p in enumerate(pieces)})
+    labels = {0: f"whole transcript: {trace.extras['transcripts'][0].strip()}"}
+    labels.update({j + 1: f"token {j + 1}: {p.strip() or p}" for j, p in enumerate(pieces)})
 
     def run(x: torch.Tensor, capture: bool):
         B = x.shape[0]
