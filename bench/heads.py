@@ -5,6 +5,7 @@ Prints, at seq 128 and 512:
   transformers     = the same ratio for transformers 4.x BertModel.prune_heads, same weights, same heads,
                      default (SDPA) attention; with --eager also its eager attention
   arithmetic       = the ratio the removed multiply-adds alone predict (projections, scores, weighted sum, MLP)
+  tf .../ours pruned = transformers' pruned model's time over ours (> 1: our pruned model is faster)
 Throughput is tokens per second, so "pruned over unpruned throughput" equals these time ratios.
 Then, on the same batch (seq 128) with a random classification head: the time of the gradient
 importance (Michel et al. 2019: one forward and backward) and of leave-one-out ablation of all
@@ -97,7 +98,8 @@ def throughput(args, tf) -> None:
     print("ratios are unpruned time / pruned time (= pruned throughput / unpruned), as wall | CPU time")
     header = f"{'seq':>5}{'ours ms':>10}{'pruned ms':>11}{'ours ratio':>16}{'tf sdpa ratio':>16}"
     header += f"{'tf eager ratio':>16}" if eager is not None else ""
-    print(header + f"{'arithmetic':>12}{'ours/tf sdpa time':>19}", flush=True)
+    print(header + f"{'arithmetic':>12}{'tf sdpa/ours pruned':>21}"
+          + (f"{'tf eager/ours pruned':>22}" if eager is not None else ""), flush=True)
     for seq in args.seqs:
         ids = torch.randint(1000, 30000, (BATCH, seq))
         mask = torch.ones_like(ids)
@@ -122,7 +124,10 @@ def throughput(args, tf) -> None:
         line += f"{both('sdpa', 'sdpa_pruned'):>16}"
         if eager is not None:
             line += f"{both('eager', 'eager_pruned'):>16}"
-        print(line + f"{arithmetic:>12.3f}{both('ours', 'sdpa'):>19}", flush=True)
+        line += f"{arithmetic:>12.3f}{both('sdpa_pruned', 'ours_pruned'):>21}"
+        if eager is not None:
+            line += f"{both('eager_pruned', 'ours_pruned'):>22}"
+        print(line, flush=True)  # the last columns: > 1 when our pruned model is faster than theirs
 
 
 def importance(args, tf) -> None:
