@@ -8,6 +8,7 @@ scaled-dot-product attention and gives the same numbers when nothing needs to be
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -35,10 +36,12 @@ class Attention(nn.Module):
         self.n_heads = n_heads
         self.n_kv_heads = n_kv_heads
         self.head_ids = list(head_ids) if head_ids is not None else list(range(n_heads))
-        self.q_proj = nn.Linear(d_model, n_heads * d_head, bias=qkv_bias)
-        self.k_proj = nn.Linear(d_kv_source or d_model, n_kv_heads * d_head, bias=qkv_bias)
-        self.v_proj = nn.Linear(d_kv_source or d_model, n_kv_heads * d_head, bias=qkv_bias)
-        self.o_proj = nn.Linear(n_heads * d_head, d_model, bias=output_bias)
+        with warnings.catch_warnings():  # a layer with every head pruned has empty projections, by design
+            warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
+            self.q_proj = nn.Linear(d_model, n_heads * d_head, bias=qkv_bias)
+            self.k_proj = nn.Linear(d_kv_source or d_model, n_kv_heads * d_head, bias=qkv_bias)
+            self.v_proj = nn.Linear(d_kv_source or d_model, n_kv_heads * d_head, bias=qkv_bias)
+            self.o_proj = nn.Linear(n_heads * d_head, d_model, bias=output_bias)
         self.register_buffer("kv_index", torch.tensor(kv_index, dtype=torch.long), persistent=False)
         self.uniform_groups = kv_index == [h // max(1, n_heads // max(1, n_kv_heads)) for h in range(n_heads)]
         # plain multi-head attention: head h reads key/value head h, so no gather (and no scatter in backward)
