@@ -176,8 +176,9 @@ if importance is not None:
         st.rerun()  # redraw the heatmap with the new crosses (and a fresh selection)
     frame = importance.to_frame()
     top, low = frame.iloc[0], frame.iloc[-1]
-    st.caption(f"Click a cell to mask or unmask that head. Most important: {head_label(int(top['layer']), int(top['head']))} "
-               f"({top['score']:.4f}); least: {head_label(int(low['layer']), int(low['head']))} ({low['score']:.4f}); "
+    st.caption(f"Click a cell to mask or unmask that head. Highest {VALUE_NAMES[method]}: "
+               f"{head_label(int(top['layer']), int(top['head']))} ({top['score']:.4f}); lowest: "
+               f"{head_label(int(low['layer']), int(low['head']))} ({low['score']:.4f}); "
                f"{importance.n_examples} sentences" + (f"; baseline {importance.metric} {importance.baseline:.4f}"
                                                       if importance.baseline is not None else "") + ".")
 
@@ -188,7 +189,7 @@ masked_labels = col_mask.multiselect("Masked heads", all_heads, key="heads_mask"
 k = col_k.number_input("k", 1, max(1, len(all_heads) - 1), min(3, max(1, len(all_heads) - 1)), key="heads_least_k")
 if importance is not None:
     least = importance.least_important(int(k))
-    col_buttons.button(f"Mask the {int(k)} least important", key="heads_mask_least", on_click=set_mask,
+    col_buttons.button(f"Mask the {int(k)} lowest-scoring", key="heads_mask_least", on_click=set_mask,
                        args=([head_label(l, h) for l, heads in least.items() for h in heads],))
 col_buttons.button("Unmask all", key="heads_mask_clear", on_click=set_mask, args=([],), disabled=not masked_labels)
 mask = parse_heads(masked_labels)
@@ -200,7 +201,7 @@ text = None
 with tab_effect:
     text = text_input("heads", allow_pairs=not model.config.causal)
     if not mask:
-        st.info("Mask heads (click the heatmap, pick them above, or mask the least important) to see what changes.")
+        st.info("Mask heads (click the heatmap, pick them above, or mask the lowest-scoring) to see what changes.")
     else:
         with shown_errors("running the model with heads masked"):
             effect = masking_effect(model, text, mask)

@@ -52,7 +52,7 @@ def test_gradient_scores_of_a_causal_lm(tiny_models):
     expected = compute_gradient_importance(model, make_eval_set(model, example_sentences()[:8]))
     np.testing.assert_allclose(chart_z(at, "heads_heatmap"), expected.scores.numpy(), atol=1e-6)
     top = expected.to_frame().iloc[0]
-    assert any(f"Most important: L{int(top['layer'])}.H{int(top['head'])} (" in c for c in captions(at))
+    assert any(f"Highest importance: L{int(top['layer'])}.H{int(top['head'])} (" in c for c in captions(at))
     at.checkbox(key="heads_normalize").uncheck().run()
     np.testing.assert_allclose(chart_z(at, "heads_heatmap"), expected.details["raw"].numpy(), atol=1e-6)
     table = at.tabs[3].dataframe[0].value
