@@ -3,10 +3,10 @@
 bertviz (Vig, "A Multiscale Visualization of Attention in the Transformer Model", ACL 2019
 demo track) emits, with ``html_action='return'``:
 
-1. ``<script src="https://cdnjs.cloudflare.com/.../require.min.js">``;
+1. a ``<script src=...>`` loading require.js from a public content-delivery host;
 2. a ``<div id="bertviz-<uuid>">`` for the view;
 3. its ``head_view.js`` / ``model_view.js`` in a ``<script>``, which starts with
-   ``require.config({paths: {d3: 'https://cdnjs...', jquery: 'https://cdnjs...'}})`` and
+   ``require.config({paths: {d3: <remote url>, jquery: <remote url>}})`` and
    then ``requirejs(['jquery', 'd3'], ...)``, with ``PYTHON_PARAMS`` replaced by
    ``json.dumps(params)`` (the attention as nested lists from ``tensor.tolist()``).
 

@@ -16,12 +16,12 @@ from safetensors.torch import save_file
 
 from .errors import InputError
 from .families import FAMILIES
-from .head_selection import combine
 from .heads import head_format
 from .modal_family import MODAL_FAMILIES, ModalFamily
 from .trace import Trace
 from .transformer import ForwardOutput
-from .workbench_model import _ACTIVE_MASKS, WorkbenchModel
+from .mask_context import with_active_masks
+from .workbench_model import WorkbenchModel
 
 
 class ModalWorkbenchModel(WorkbenchModel):
@@ -62,9 +62,7 @@ class ModalWorkbenchModel(WorkbenchModel):
     def forward(self, pixel_values=None, input_values=None, attention_mask=None,
                 head_scales: dict[int, torch.Tensor] | None = None, capture: bool = True, **_: Any) -> ForwardOutput:
         """The network's forward with this context's head masks applied; gradients flow."""
-        active = _ACTIVE_MASKS.get().get(id(self.network))
-        if active:
-            head_scales = combine(active, head_scales) if head_scales else active
+        head_scales = with_active_masks(self.network, head_scales)
         return self.network(pixel_values=pixel_values, input_values=input_values, attention_mask=attention_mask,
                             head_scales=head_scales, capture=capture)
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from .derived import derived_model
 from .errors import InputError
-from .labelled_data import LabelledData, LabelledTexts, LabelledTokens
+from .labelled_data import LabelledData, LabelledTexts
 from .rotary import rotary_cos_sin
 from .transformer import additive_mask
 from .workbench_model import WorkbenchModel

@@ -20,12 +20,11 @@ from safetensors.torch import save_file
 
 from .errors import HeadIndexError, InputError
 from .families.whisper import (FRAMES_PER_POSITION, SECONDS_PER_POSITION, Seq2SeqOutput, WhisperNetwork,
-                               encoder_config, parse_key, split_scales, stack_key, without_heads)
-from .head_selection import combine
+                               parse_key, split_scales, stack_key, without_heads)
 from .modal_model import ModalWorkbenchModel
 from .preprocessing.audio import load_audio
 from .trace import Trace
-from .workbench_model import _ACTIVE_MASKS
+from .mask_context import masks_active, with_active_masks
 
 MAX_SECONDS = 30.0  # Whisper's encoder reads one 30 s window
 # files a Whisper folder carries besides weights and config, copied as they are on save
@@ -97,15 +96,8 @@ class WhisperWorkbenchModel(ModalWorkbenchModel):
 
     @contextlib.contextmanager
     def mask_heads(self, spec) -> Iterator["WhisperWorkbenchModel"]:
-        scales = self._head_scales(spec)
-        current = _ACTIVE_MASKS.get()
-        merged = dict(current)
-        merged[id(self.network)] = combine(current.get(id(self.network), {}), scales)
-        token = _ACTIVE_MASKS.set(merged)
-        try:
+        with masks_active(self.network, self._head_scales(spec)):
             yield self
-        finally:
-            _ACTIVE_MASKS.reset(token)
 
     def prune_heads(self, heads) -> "WhisperWorkbenchModel":
         flat = _flatten_spec(heads, self.config.n_layers, self.config.n_heads)
@@ -123,10 +115,7 @@ class WhisperWorkbenchModel(ModalWorkbenchModel):
 
     # ------------------------------------------------------------------ running
     def _active_scales(self, head_scales: dict | None) -> dict | None:
-        active = _ACTIVE_MASKS.get().get(id(self.network))
-        if active:
-            return combine(active, head_scales) if head_scales else active
-        return head_scales
+        return with_active_masks(self.network, head_scales)
 
     def forward(self, input_features=None, decoder_input_ids=None, decoder_attention_mask=None,
                 head_scales: dict | None = None, capture: bool = True, encoder_out=None, **_: Any) -> Seq2SeqOutput:

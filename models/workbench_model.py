@@ -7,7 +7,6 @@ Streamlit sessions), and pruning returns a new model.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import copy
 import json
 from pathlib import Path
@@ -19,9 +18,10 @@ from safetensors.torch import save_file
 from .config import ModelConfig
 from .errors import HeadIndexError, InputError
 from .families import FAMILIES
-from .head_selection import HeadSpec, check_scale_shapes, combine, head_scales_from_spec, selected_heads
+from .head_selection import HeadSpec, check_scale_shapes, head_scales_from_spec, selected_heads
 from .heads import head_format, hf_body_prefix
 from .hooks import HookFn, attach_hooks, name_hook_points
+from .mask_context import masks_active, with_active_masks
 from .tokenization import TextInput, TextTokenizer
 from .trace import Trace
 from .transformer import ForwardOutput, TransformerModel
@@ -29,10 +29,6 @@ from .transformer import ForwardOutput, TransformerModel
 # Longest input a run accepts by default, even where positions allow more: a full capture
 # stores n_layers * n_heads * T^2 floats, which at 8,192 tokens would not fit in memory.
 DEFAULT_MAX_TOKENS = 1024
-
-# id(network) -> layer -> per-head scales, for masks active in this thread's context
-_ACTIVE_MASKS: contextvars.ContextVar[dict[int, dict[int, torch.Tensor]]] = contextvars.ContextVar(
-    "workbench_active_masks", default={})
 
 
 class WorkbenchModel:
@@ -92,9 +88,7 @@ class WorkbenchModel:
         """The network's forward with this context's head masks applied; gradients flow (no no_grad here)."""
         if head_scales:
             check_scale_shapes(self.config, head_scales)
-        active = _ACTIVE_MASKS.get().get(id(self.network))
-        if active:
-            head_scales = combine(active, head_scales) if head_scales else active
+        head_scales = with_active_masks(self.network, head_scales)
         if token_type_ids is not None and getattr(self.network.embed, "token_type", None) is None:
             token_type_ids = None  # pass only what a model expects
         return self.network(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
@@ -161,15 +155,8 @@ class WorkbenchModel:
     @contextlib.contextmanager
     def mask_heads(self, spec: HeadSpec) -> Iterator["WorkbenchModel"]:
         """Zero (or scale) heads' outputs before the output projection, as transformers 4.x `head_mask`."""
-        scales = head_scales_from_spec(self.config, spec)
-        current = _ACTIVE_MASKS.get()
-        merged = dict(current)
-        merged[id(self.network)] = combine(current.get(id(self.network), {}), scales)
-        token = _ACTIVE_MASKS.set(merged)
-        try:
+        with masks_active(self.network, head_scales_from_spec(self.config, spec)):
             yield self
-        finally:
-            _ACTIVE_MASKS.reset(token)
 
     def prune_heads(self, heads: dict[int, list[int]]) -> "WorkbenchModel":
         """A new model with these heads physically removed (original head numbers)."""

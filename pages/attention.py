@@ -13,10 +13,12 @@ from analysis.attention import (MEAN_OF_LAYER, STAT_COLUMNS, dense_attentions, e
 from app.bertviz_offline import head_view_html, model_view_html, payload_size_bytes
 from app.exports import figure_html, frame_csv, matrix_frame, matrix_png
 from app.guard import shown_errors
+from app.head_labels import head_label, parse_heads
+from app.page_setup import selected_model_or_stop
 from app.model_cache import add_session_model, get_model, model_recipe, session_models
 from app.plots import attention_heatmap, head_stat_grid, token_bar
 from app.reproduce import attention_code
-from app.sidebar import selected_model_name, text_input
+from app.sidebar import text_input
 from app.sparse_view import sparse_head_view_html
 from app.summaries import heatmap_summary
 from app.token_display import display_tokens
@@ -27,17 +29,6 @@ from models.errors import WorkbenchError
 MEAN_LABEL = "mean of layer"
 
 
-def head_label(layer: int, head: int) -> str:
-    return f"L{layer}.H{head}"
-
-
-def parse_heads(labels: list[str]) -> dict[int, list[int]]:
-    """["L1.H0", "L1.H2"] -> {1: [0, 2]}."""
-    spec: dict[int, list[int]] = {}
-    for label in labels:
-        layer, head = label[1:].split(".H")
-        spec.setdefault(int(layer), []).append(int(head))
-    return spec
 
 
 def keep_pruned_copy(name: str, labels: list[str]) -> None:
@@ -59,16 +50,7 @@ def keep_pruned_copy(name: str, labels: list[str]) -> None:
 
 
 st.header("Attention")
-name = selected_model_name()
-if name is None:
-    st.info("Type a folder or hub id in the sidebar.")
-    st.stop()
-
-model = None
-with shown_errors(f"loading {name}"):
-    model = get_model(name)
-if model is None:
-    st.stop()
+name, model = selected_model_or_stop()
 
 text = text_input("attention", allow_pairs=not model.config.causal)
 

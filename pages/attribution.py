@@ -21,8 +21,9 @@ from analysis.attribution.render import token_html
 from analysis.attribution.text_inputs import SUPPORTED_TASKS
 from app.attribution_plots import correlation_heatmap, image_heatmap, methods_token_heatmap, waveform_heatmap
 from app.guard import shown_errors
-from app.model_cache import get_model, model_recipe
-from app.sidebar import model_choices, selected_model_name, text_input
+from app.page_setup import selected_model_or_stop
+from app.model_cache import model_recipe
+from app.sidebar import model_choices, text_input
 from app.state import keep_valid, keep_valid_many
 from app.token_display import display_tokens
 
@@ -218,16 +219,7 @@ st.header("Attribution")
 st.caption("Which part of the input made the model decide. Green pushed the target up, magenta pushed it down; "
            "magnitude-only methods (saliency, rollout, attention x gradient) say how much, not which way, and are "
            "drawn in blue on the tokens.")
-name = selected_model_name()
-if name is None:
-    st.info("Type a folder or hub id in the sidebar.")
-    st.stop()
-
-model = None
-with shown_errors(f"loading {name}"):
-    model = get_model(name)
-if model is None:
-    st.stop()
+name, model = selected_model_or_stop()
 
 modality = getattr(model, "modality", "text")
 if modality == "audio" and not hasattr(model, "greedy") and model.task != "audio-classification":

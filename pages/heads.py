@@ -20,11 +20,13 @@ from analysis.pruning_curve import CURVE_METHODS, compute_pruning_curve
 from analysis.pruning_report import compare_pruned
 from app.exports import frame_csv
 from app.guard import shown_errors
+from app.head_labels import head_label, parse_heads
+from app.page_setup import selected_model_or_stop
 from app.head_plots import importance_heatmap, prediction_bars, pruning_curve_figure, selected_heads
 from app.heads_code import EvalSource, heads_code
 from app.model_cache import add_session_model, get_model, model_recipe, session_models
 from app.plots import attention_heatmap, matrix_heatmap
-from app.sidebar import example_sentences, selected_model_name, text_input
+from app.sidebar import example_sentences, text_input
 from app.state import int_slider, keep_valid, keep_valid_many
 from app.token_display import display_tokens
 from models.errors import WorkbenchError
@@ -37,17 +39,6 @@ KEPT_RESULTS = 6          # importance scores and curves this session keeps
 VALUE_NAMES = {"gradient": "importance", "ablation": "metric drop", "entropy": "entropy (nats)"}
 
 
-def head_label(layer: int, head: int) -> str:
-    return f"L{layer}.H{head}"
-
-
-def parse_heads(labels: list[str]) -> dict[int, list[int]]:
-    """["L1.H0", "L1.H2"] -> {1: [0, 2]}."""
-    spec: dict[int, list[int]] = {}
-    for label in labels:
-        layer, head = label[1:].split(".H")
-        spec.setdefault(int(layer), []).append(int(head))
-    return {layer: sorted(heads) for layer, heads in sorted(spec.items())}
 
 
 def results() -> OrderedDict:
@@ -90,15 +81,7 @@ def prune_copy(name: str, labels: list[str], texts: list[str]) -> None:
 
 
 st.header("Heads")
-name = selected_model_name()
-if name is None:
-    st.info("Type a folder or hub id in the sidebar.")
-    st.stop()
-model = None
-with shown_errors(f"loading {name}"):
-    model = get_model(name)
-if model is None:
-    st.stop()
+name, model = selected_model_or_stop()
 if getattr(model, "modality", "text") != "text":
     st.info(f"{name} reads {model.modality}; this page scores the heads of text models. Pick a text model.")
     st.stop()

@@ -16,10 +16,11 @@ from analysis.hidden_states import (layer_cosine_similarity, norms_frame, pca_pr
 from analysis.lens import has_lm_head, logit_lens
 from app.exports import figure_html, frame_csv, matrix_frame, matrix_png
 from app.guard import shown_errors
-from app.model_cache import get_model, model_recipe
+from app.page_setup import selected_model_or_stop
+from app.model_cache import model_recipe
 from app.plots import lens_figure, matrix_heatmap, norms_figure, pca_figure
 from app.reproduce import hidden_states_code
-from app.sidebar import selected_model_name, text_input
+from app.sidebar import text_input
 from app.token_display import display_token, display_tokens
 from app.state import int_slider, keep_valid, session_memo
 
@@ -27,16 +28,7 @@ LENS_WINDOW = 16   # positions read at once: a wider lens table is unreadable an
 MEAN_OVER_TOKENS = "mean over tokens"
 
 st.header("Hidden states")
-name = selected_model_name()
-if name is None:
-    st.info("Type a folder or hub id in the sidebar.")
-    st.stop()
-
-model = None
-with shown_errors(f"loading {name}"):
-    model = get_model(name)
-if model is None:
-    st.stop()
+name, model = selected_model_or_stop()
 
 text = text_input("hidden", allow_pairs=not model.config.causal)
 trace = None

@@ -14,8 +14,9 @@ import pandas as pd
 import streamlit as st
 
 from app.guard import shown_errors
-from app.model_cache import add_session_model, get_model, model_recipe, session_models
-from app.sidebar import example_sentences, selected_model_name
+from app.page_setup import selected_model_or_stop
+from app.model_cache import add_session_model, model_recipe, session_models
+from app.sidebar import example_sentences
 from app.state import keep_valid, session_memo
 from app.training_plots import loss_curve
 from app.vocabulary_code import task_head_code, training_code
@@ -100,15 +101,7 @@ def show_outputs(model, text: str) -> None:
 
 
 st.header("Task heads")
-name = selected_model_name()
-if name is None:
-    st.info("Type a folder or hub id in the sidebar.")
-    st.stop()
-model = None
-with shown_errors(f"loading {name}"):
-    model = get_model(name)
-if model is None:
-    st.stop()
+name, model = selected_model_or_stop()
 tasks = available_heads(model.family)
 if not tasks:
     st.info(f"No task heads are registered for the {model.family} family yet.")

@@ -11,8 +11,8 @@ import streamlit as st
 
 from analysis.vocabulary import compare_tokenization, nearest_neighbours, prediction_change
 from app.guard import shown_errors
+from app.page_setup import selected_model_or_stop
 from app.model_cache import add_session_model, get_model, model_recipe, session_models
-from app.sidebar import selected_model_name
 from app.state import keep_valid, session_memo
 from app.token_display import display_tokens
 from app.training_plots import before_after_bars
@@ -47,15 +47,7 @@ def keep_grown(name: str, tokens: list[str], special: bool, init: str, seed: int
 
 
 st.header("Vocabulary")
-name = selected_model_name()
-if name is None:
-    st.info("Type a folder or hub id in the sidebar.")
-    st.stop()
-model = None
-with shown_errors(f"loading {name}"):
-    model = get_model(name)
-if model is None:
-    st.stop()
+name, model = selected_model_or_stop()
 if model.tokenizer is None:
     st.info(f"{name} reads {getattr(model, 'modality', 'non-text')} input: it has no vocabulary to grow.")
     st.stop()

@@ -121,6 +121,20 @@ def _fused_projections(
             out[f"{dst}.bias"] = bias
 
 
+def _self_attention(w: _Weights, src: str, dst: str, out: dict[str, np.ndarray]) -> None:
+    """A layer's self-attention: fused q,k,v, the output projection and its pre-norm."""
+    _fused_projections(w, f"{src}/self_attention/linear_0", [f"{dst}.self_attn.{p}_proj" for p in "qkv"], out)
+    _linear(w, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj", out)
+    _layer_norm(w, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm", out)
+
+
+def _ffn(w: _Weights, src: str, dst: str, out: dict[str, np.ndarray]) -> None:
+    """A layer's feed-forward block and its pre-norm."""
+    _linear(w, f"{src}/ffn/linear_0", f"{dst}.fc1", out)
+    _linear(w, f"{src}/ffn/linear_1", f"{dst}.fc2", out)
+    _layer_norm(w, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm", out)
+
+
 def _n_layers(w: _Weights, side: str) -> int:
     pattern = re.compile(rf"^{side}/layer_(\d+)/")
     indices = {int(m.group(1)) for name in w.variables if (m := pattern.match(name))}
@@ -179,17 +193,8 @@ def _state_dict(w: _Weights) -> tuple[dict[str, np.ndarray], bool]:
 
     for i in range(_n_layers(w, "encoder")):
         src, dst = f"encoder/layer_{i}", f"model.encoder.layers.{i}"
-        _fused_projections(
-            w,
-            f"{src}/self_attention/linear_0",
-            [f"{dst}.self_attn.{p}_proj" for p in "qkv"],
-            sd,
-        )
-        _linear(w, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj", sd)
-        _layer_norm(w, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm", sd)
-        _linear(w, f"{src}/ffn/linear_0", f"{dst}.fc1", sd)
-        _linear(w, f"{src}/ffn/linear_1", f"{dst}.fc2", sd)
-        _layer_norm(w, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm", sd)
+        _self_attention(w, src, dst, sd)
+        _ffn(w, src, dst, sd)
 
     sd["model.decoder.embed_tokens.weight"] = w.tensor("decoder/embeddings/weight")
     sd["model.decoder.embed_positions.weight"] = w.tensor("decoder/position_encodings/encodings")
@@ -197,14 +202,7 @@ def _state_dict(w: _Weights) -> tuple[dict[str, np.ndarray], bool]:
 
     for i in range(_n_layers(w, "decoder")):
         src, dst = f"decoder/layer_{i}", f"model.decoder.layers.{i}"
-        _fused_projections(
-            w,
-            f"{src}/self_attention/linear_0",
-            [f"{dst}.self_attn.{p}_proj" for p in "qkv"],
-            sd,
-        )
-        _linear(w, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj", sd)
-        _layer_norm(w, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm", sd)
+        _self_attention(w, src, dst, sd)
         _linear(w, f"{src}/attention/linear_0", f"{dst}.encoder_attn.q_proj", sd)
         _fused_projections(
             w,
@@ -214,9 +212,7 @@ def _state_dict(w: _Weights) -> tuple[dict[str, np.ndarray], bool]:
         )
         _linear(w, f"{src}/attention/linear_2", f"{dst}.encoder_attn.out_proj", sd)
         _layer_norm(w, f"{src}/attention/layer_norm", f"{dst}.encoder_attn_layer_norm", sd)
-        _linear(w, f"{src}/ffn/linear_0", f"{dst}.fc1", sd)
-        _linear(w, f"{src}/ffn/linear_1", f"{dst}.fc2", sd)
-        _layer_norm(w, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm", sd)
+        _ffn(w, src, dst, sd)
 
     # The output projection is an alias of the token embeddings in CT2's Whisper spec.
     tied = True

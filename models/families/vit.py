@@ -16,7 +16,7 @@ from ..config import ModelConfig
 from ..errors import InputError
 from ..heads import HeadFormat, register_head
 from ..transformer import TransformerModel
-from .base import Family, StateDict, register, rename
+from .base import Family, register, rename
 
 
 class PatchEmbeddings(nn.Module):

@@ -1,0 +1,15 @@
+"""Heads named as "L{layer}.H{head}" in widgets, and back to a {layer: [heads]} selection."""
+from __future__ import annotations
+
+
+def head_label(layer: int, head: int) -> str:
+    return f"L{layer}.H{head}"
+
+
+def parse_heads(labels: list[str]) -> dict[int, list[int]]:
+    """["L1.H2", "L1.H0"] -> {1: [0, 2]}, layers and heads sorted."""
+    spec: dict[int, list[int]] = {}
+    for label in labels:
+        layer, head = label[1:].split(".H")
+        spec.setdefault(int(layer), []).append(int(head))
+    return {layer: sorted(heads) for layer, heads in sorted(spec.items())}
