@@ -61,10 +61,18 @@ class Attention(nn.Module):
         head_scale: torch.Tensor | None,           # (H,) or per example (B, H): multiplies each head's output; 0 masks it
         capture: bool,
         kv: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: dict[str, torch.Tensor] | None = None,  # decoding cache of this layer's past keys/values, extended here
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`kv` None is self-attention; a (B, S, d) tensor is cross-attention (keys and values from an
         encoder); a (k, v) pair of (B, S, KV, dh) is already projected (an encoder's or a decoding cache)."""
         B, T, _ = x.shape
+        if cache is not None and kv is None and self.n_heads > 0:
+            # generation: project only the new positions, append them to the keys/values of the past
+            k_new, v_new = self.project_kv(x, rotary)
+            if "k" in cache:
+                k_new, v_new = torch.cat([cache["k"], k_new], dim=1), torch.cat([cache["v"], v_new], dim=1)
+            cache["k"], cache["v"] = k_new, v_new  # (B, past + T, KV, dh)
+            kv = (k_new, v_new)
         S = T if kv is None else (kv[0].shape[1] if isinstance(kv, tuple) else kv.shape[1])
         if self.n_heads == 0:  # every head pruned: only the output bias is left, as in transformers 4.x
             empty = x.new_zeros(B, T, 0)

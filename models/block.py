@@ -71,14 +71,14 @@ class Block(nn.Module):
         self.hook_mlp_out = HookPoint("(B, T, d) MLP output")
         self.hook_resid_post = HookPoint("(B, T, d) block output")
 
-    def forward(self, x, mask, rotary, head_scale, capture):
+    def forward(self, x, mask, rotary, head_scale, capture, cache=None):
         x = self.hook_resid_pre(x)
         if self.norm_first:
-            attn_out, pattern = self.attn(self.ln1(x), mask, rotary, head_scale, capture)
+            attn_out, pattern = self.attn(self.ln1(x), mask, rotary, head_scale, capture, cache=cache)
             mid = self.hook_resid_mid(x + self.hook_attn_out(attn_out))
             out = mid + self.hook_mlp_out(self.mlp(self.ln2(mid)))
         else:
-            attn_out, pattern = self.attn(x, mask, rotary, head_scale, capture)
+            attn_out, pattern = self.attn(x, mask, rotary, head_scale, capture, cache=cache)
             mid = self.hook_resid_mid(self.ln1(x + self.hook_attn_out(attn_out)))
             out = self.ln2(mid + self.hook_mlp_out(self.mlp(mid)))
         return self.hook_resid_post(out), pattern

@@ -59,8 +59,10 @@ class TransformerModel(nn.Module):
         pixel_values: torch.Tensor | None = None,       # (B, C, H, W) images (ViT-type embeddings)
         input_values: torch.Tensor | None = None,       # (B, samples) raw audio (Wav2Vec2-type embeddings)
         input_features: torch.Tensor | None = None,     # (B, mels, frames) log-mel audio (Whisper's encoder)
+        cache: list[dict[str, torch.Tensor]] | None = None,  # per layer past keys/values, for generation
     ) -> ForwardOutput:
         signal = next((s for s in (pixel_values, input_values, input_features) if s is not None), None)
+        past = cache[0]["k"].shape[1] if cache and "k" in cache[0] else 0  # positions already in the cache
         if signal is not None:
             # image and audio embeddings make their own sequence (patches, frames) and its mask
             x, attention_mask = self.embed.embed_signal(signal, attention_mask)  # (B, T, d), (B, T)
@@ -71,18 +73,19 @@ class TransformerModel(nn.Module):
             reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
             B, T = reference.shape
             device = reference.device
-            if attention_mask is None:
-                attention_mask = torch.ones(B, T, dtype=torch.long, device=device)
-            positions = torch.arange(T, device=device).expand(B, T)  # right padding: every row starts at 0
+            if attention_mask is None:  # with a cache it covers the past keys too, as in transformers
+                attention_mask = torch.ones(B, past + T, dtype=torch.long, device=device)
+            # right padding: every row starts at 0; with a cache the new tokens follow the past
+            positions = torch.arange(past, past + T, device=device).expand(B, T)
             x = self.hook_embed(self.embed(input_ids=input_ids, token_type_ids=token_type_ids,
                                            positions=positions, attention_mask=attention_mask,
                                            inputs_embeds=inputs_embeds))  # (B, T, d)
-        mask = additive_mask(attention_mask, self.cfg.causal, x.dtype)  # (B, 1, T|1, T)
+        mask = additive_mask(attention_mask, self.cfg.causal, x.dtype, past)  # (B, 1, T|1, S)
         rotary = rotary_cos_sin(positions, self.cfg.d_head, self.cfg.rope_theta, x.dtype) if self.uses_rotary else None
         resid, attentions = [x], []
         for layer, block in enumerate(self.blocks):
             scale = head_scales.get(layer) if head_scales else None
-            x, pattern = block(x, mask, rotary, scale, capture)
+            x, pattern = block(x, mask, rotary, scale, capture, cache=cache[layer] if cache is not None else None)
             resid.append(x)
             if capture:
                 attentions.append(pattern)
@@ -114,12 +117,15 @@ def build_attention(cfg: ModelConfig, layer: int) -> Attention:
     )
 
 
-def additive_mask(attention_mask: torch.Tensor, causal: bool, dtype: torch.dtype) -> torch.Tensor:
-    """0 where a query may attend, the dtype's minimum where it may not: (B, 1, 1, T) or (B, 1, T, T)."""
-    B, T = attention_mask.shape
-    allowed = attention_mask[:, None, None, :].bool()  # (B, 1, 1, T)
+def additive_mask(attention_mask: torch.Tensor, causal: bool, dtype: torch.dtype, past: int = 0) -> torch.Tensor:
+    """0 where a query may attend, the dtype's minimum where it may not: (B, 1, 1, S) or (B, 1, T, S).
+
+    `attention_mask` covers all S keys; the T = S - past queries are the last positions (decoding cache)."""
+    B, S = attention_mask.shape
+    allowed = attention_mask[:, None, None, :].bool()  # (B, 1, 1, S)
     if causal:
-        past = torch.ones(T, T, dtype=torch.bool, device=attention_mask.device).tril()
-        allowed = allowed & past[None, None]  # (B, 1, T, T)
+        query = torch.arange(past, S, device=attention_mask.device)[:, None]  # (T, 1)
+        key = torch.arange(S, device=attention_mask.device)[None, :]  # (1, S)
+        allowed = allowed & (key <= query)[None, None]  # (B, 1, T, S)
     minimum = torch.finfo(dtype).min
     return torch.zeros(allowed.shape, dtype=dtype, device=attention_mask.device).masked_fill(~allowed, minimum)

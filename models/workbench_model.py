@@ -84,15 +84,18 @@ class WorkbenchModel:
         return self.tokenizer.encode_batch(batch, max_length or self.max_tokens)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None,
-                head_scales: dict[int, torch.Tensor] | None = None, capture: bool = True) -> ForwardOutput:
-        """The network's forward with this context's head masks applied; gradients flow (no no_grad here)."""
+                head_scales: dict[int, torch.Tensor] | None = None, capture: bool = True,
+                cache: list[dict[str, torch.Tensor]] | None = None) -> ForwardOutput:
+        """The network's forward with this context's head masks applied; gradients flow (no no_grad here).
+
+        `cache` (one dict per layer, filled as it runs) keeps past keys and values for generation."""
         if head_scales:
             check_scale_shapes(self.config, head_scales)
         head_scales = with_active_masks(self.network, head_scales)
         if token_type_ids is not None and getattr(self.network.embed, "token_type", None) is None:
             token_type_ids = None  # pass only what a model expects
         return self.network(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                            inputs_embeds=inputs_embeds, head_scales=head_scales, capture=capture)
+                            inputs_embeds=inputs_embeds, head_scales=head_scales, capture=capture, cache=cache)
 
     @torch.no_grad()
     def run(self, texts: TextInput | Sequence[TextInput] | None = None, *, input_ids: torch.Tensor | None = None,
@@ -131,16 +134,18 @@ class WorkbenchModel:
 
     @torch.no_grad()
     def generate(self, text: str, max_new_tokens: int = 20) -> list[int]:
-        """Greedy continuation: the ids of the new tokens (no cache: the workbench favours clarity)."""
+        """Greedy continuation: the ids of the new tokens. Past keys and values are cached, so each
+        step runs only the newest token (masks active in this context apply to every step)."""
         if self.task != "causal-lm":
             raise InputError(f"{self.name or self.family} has no language-modelling head to generate with.")
-        ids = self.encode(text).input_ids
+        ids = self.encode(text).input_ids  # (1, T)
+        cache: list[dict[str, torch.Tensor]] = [{} for _ in self.network.blocks]
         new: list[int] = []
-        for _ in range(max_new_tokens):
-            logits = self.forward(input_ids=ids, capture=False).logits  # (1, T, vocab)
+        for _ in range(min(max_new_tokens, self.config.max_positions - ids.shape[1])):
+            logits = self.forward(input_ids=ids, capture=False, cache=cache).logits  # (1, T, vocab)
             next_id = int(logits[0, -1].argmax())
             new.append(next_id)
-            ids = torch.cat([ids, torch.tensor([[next_id]])], dim=1)
+            ids = torch.tensor([[next_id]])  # the cache holds everything before it
             if next_id == self.config.eos_token_id:
                 break
         return new
