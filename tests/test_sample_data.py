@@ -145,8 +145,50 @@ def test_digits_open():
     for d in range(10):
         with Image.open(DATA / "images" / f"digit_{d}.png") as im:
             im.load()
-            assert im.size == (64, 64) and im.mode == "RGB"
+            assert im.size == (32, 32) and im.mode == "RGB"   # vit-digits' input size
             assert im.getextrema()[0][1] > 0, "blank digit image"
     rows = read_csv("images/digits.csv")
+    assert [r["file"] for r in rows] == [f"digit_{d}.png" for d in range(10)]
     assert [int(r["label"]) for r in rows] == list(range(10))
     assert all(int(r["dataset_index"]) >= 1438 for r in rows)
+
+
+def test_digits_are_what_vit_digits_was_trained_on():
+    """Each PNG, through the workbench's image processor, gives the tensor training gave its dataset image.
+
+    Training (scripts/train_vit_digits.py): 8x8 digit -> uint8 round(v * 255 / 16) -> grayscale PIL
+    -> RGB -> transformers' ViTImageProcessor from models/embedded/vit-digits (bilinear resize to
+    32x32, rescale, normalise).
+    """
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from models.preprocessing.image import ImageProcessor
+
+    folder = DATA.parent / "models" / "embedded" / "vit-digits"
+    training_processor = transformers.ViTImageProcessor.from_pretrained(folder, local_files_only=True)
+    processor = ImageProcessor.from_folder(folder, default_size=32)
+    digits = load_digits()
+    for r in read_csv("images/digits.csv"):
+        idx = int(r["dataset_index"])
+        assert digits.target[idx] == int(r["label"]), r
+        u8 = np.clip(np.rint(digits.images[idx] * 255.0 / 16.0), 0, 255).astype(np.uint8)
+        trained = training_processor(images=[Image.fromarray(u8, mode="L").convert("RGB")],
+                                     return_tensors="pt")["pixel_values"]
+        with Image.open(DATA / "images" / r["file"]) as im:
+            sample = processor([im.convert("RGB")])
+        assert sample.shape == trained.shape == (1, 3, 32, 32)
+        diff = float((sample - trained).abs().max())
+        assert diff <= 1e-6, f"{r['file']}: max |sample - training input| = {diff:.4f}"
+
+
+def test_digits_classified_as_their_label_by_the_workbench_pipeline():
+    pytest.importorskip("torch")
+    from models import load_model, pipeline
+
+    classify = pipeline("image-classification", load_model("vit-digits"))
+    predicted = {d: classify(str(DATA / "images" / f"digit_{d}.png"))[0]["label"] for d in range(10)}
+    assert predicted == {d: str(d) for d in range(10)}

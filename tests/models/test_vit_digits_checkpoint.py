@@ -95,3 +95,16 @@ def test_held_out_accuracy_matches_model_card(checkpoint) -> None:
     stated = card_accuracy()
     assert accuracy >= stated - TOLERANCE_PP, f"held-out accuracy {accuracy:.2f}% < card {stated:.2f}% - {TOLERANCE_PP}"
     assert stated >= 90.0
+
+
+def test_sample_digit_images_classified_as_their_label(checkpoint) -> None:
+    """sample_data/images/digit_N.png, read by transformers' own processor and model, is N."""
+    model, processor = checkpoint
+    images_dir = MODEL_DIR.parents[2] / "sample_data" / "images"
+    images = []
+    for d in range(10):
+        with Image.open(images_dir / f"digit_{d}.png") as im:
+            images.append(im.convert("RGB"))
+    with torch.no_grad():
+        predicted = model(pixel_values=processor(images=images, return_tensors="pt")["pixel_values"]).logits.argmax(-1)
+    assert predicted.tolist() == list(range(10))
