@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hooks import HookPoint
+from .deferred_patterns import DEFERRED, PendingPattern
+from .hooks import HookPoint, is_hooked
 from .rotary import apply_rotary
 
 
@@ -59,7 +60,7 @@ class Attention(nn.Module):
         mask: torch.Tensor | None,                 # additive (B, 1, T or 1, T); None = attend everywhere
         rotary: tuple[torch.Tensor, torch.Tensor] | None,
         head_scale: torch.Tensor | None,           # (H,) or per example (B, H): multiplies each head's output; 0 masks it
-        capture: bool,
+        capture: bool | str,                       # True: compute the pattern; DEFERRED: keep what computes it later
         kv: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
         cache: dict[str, torch.Tensor] | None = None,  # decoding cache of this layer's past keys/values, extended here
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -91,7 +92,9 @@ class Attention(nn.Module):
             v_h = v.index_select(2, self.kv_index).transpose(1, 2)
         scale = 1.0 / math.sqrt(self.d_head)
         pattern = None
-        if capture:
+        # a hook on the scores or the pattern must see them during the forward, so it cannot be deferred
+        defer = capture == DEFERRED and not (is_hooked(self.hook_attn_scores) or is_hooked(self.hook_pattern))
+        if capture and not defer:
             scores = torch.matmul(q_h, k_h.transpose(-1, -2)) * scale  # (B, H, T, S)
             if mask is not None:
                 scores = scores + mask
@@ -100,12 +103,16 @@ class Attention(nn.Module):
             z = torch.matmul(pattern, v_h)  # (B, H, T, dh)
         else:
             z = F.scaled_dot_product_attention(q_h, k_h, v_h, attn_mask=mask, scale=scale)  # (B, H, T, dh)
+            if defer:
+                pattern = PendingPattern(q_h, k_h, mask, scale, None)
         z = z.transpose(1, 2)  # (B, T, H, dh)
         if head_scale is not None:
             # a (B, H) scale lets one batch carry a different mask per example (batched ablation, per-example gradients)
             per_example = head_scale.to(z.dtype).reshape(-1, self.n_heads)  # (B or 1, H)
             z = z * per_example[:, None, :, None]
-            if pattern is not None:  # report what transformers 4.x reports under head_mask
+            if isinstance(pattern, PendingPattern):
+                pattern.head_scale = per_example
+            elif pattern is not None:  # report what transformers 4.x reports under head_mask
                 pattern = pattern * per_example[:, :, None, None]
         z = self.hook_z(z)
         out = self.o_proj(z.reshape(B, T, self.n_heads * self.d_head))  # (B, T, d)

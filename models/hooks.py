@@ -56,6 +56,11 @@ def name_hook_points(root: nn.Module) -> dict[str, HookPoint]:
     return points
 
 
+def is_hooked(point: HookPoint) -> bool:
+    """True if a hook is attached to `point` in this thread's context."""
+    return bool(_ACTIVE_HOOKS.get().get(id(point)))
+
+
 def active_hook_count() -> int:
     """Hooks active in this thread's context (0 outside every `attach_hooks`)."""
     return sum(len(fns) for fns in _ACTIVE_HOOKS.get().values())

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from .deferred_patterns import collect
 from .errors import InputError
 from .families import FAMILIES
 from .heads import head_format
@@ -60,7 +61,7 @@ class ModalWorkbenchModel(WorkbenchModel):
         return self.spec.prepare(self, batch, sampling_rate)
 
     def forward(self, pixel_values=None, input_values=None, attention_mask=None,
-                head_scales: dict[int, torch.Tensor] | None = None, capture: bool = True, **_: Any) -> ForwardOutput:
+                head_scales: dict[int, torch.Tensor] | None = None, capture: bool | str = True, **_: Any) -> ForwardOutput:
         """The network's forward with this context's head masks applied; gradients flow."""
         head_scales = with_active_masks(self.network, head_scales)
         return self.network(pixel_values=pixel_values, input_values=input_values, attention_mask=attention_mask,
@@ -68,7 +69,7 @@ class ModalWorkbenchModel(WorkbenchModel):
 
     @torch.no_grad()
     def run(self, texts=None, *, images=None, audio=None, sampling_rate: int | None = None,
-            capture: bool = True, **kwargs: Any) -> Trace:
+            capture: bool | str = True, **kwargs: Any) -> Trace:
         """Run images (`images=[...]`) or audio (`audio=[...]`, `sampling_rate=`); every state and pattern."""
         if texts is not None:
             raise InputError(f"{self.name or self.family} reads {self.modality}, not text: pass "
@@ -85,7 +86,7 @@ class ModalWorkbenchModel(WorkbenchModel):
         B, T = mask.shape
         return Trace(
             tokens=prepared.tokens, input_ids=torch.full((B, T), -1, dtype=torch.long), attention_mask=mask,
-            hidden_states=tuple(hidden), attentions=tuple(out.attentions), resid_final=out.resid_final,
+            hidden_states=tuple(hidden), attentions=collect(out.attentions), resid_final=out.resid_final,
             logits=out.logits, pooled=out.extras.get("pooled"), head_ids=self.head_ids(),
             texts=list(prepared.extras.get("sources", [])), model_name=self.name, modality=self.modality,
             extras=prepared.extras,

@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from .deferred_patterns import DeferredPatterns, materialized
+
 
 @dataclass
 class Trace:
@@ -28,17 +30,32 @@ class Trace:
     @property
     def encoder_attentions(self) -> tuple[torch.Tensor, ...]:
         """Encoder self-attention (B, H, S, S) per layer: an encoder-decoder's, or an encoder-only model's own."""
-        return self.extras.get("encoder_attentions", self.attentions if "cross_attentions" not in self.extras else ())
+        if "encoder_attentions" in self.extras:
+            return self._extra_patterns("encoder_attentions")
+        return self.attentions if "cross_attentions" not in self.extras else ()
 
     @property
     def decoder_attentions(self) -> tuple[torch.Tensor, ...]:
         """Decoder self-attention (B, H, T, T) per layer of an encoder-decoder (== `attentions`); () otherwise."""
-        return self.extras.get("decoder_attentions", ())
+        return self._extra_patterns("decoder_attentions")
 
     @property
     def cross_attentions(self) -> tuple[torch.Tensor, ...]:
         """Decoder-to-encoder attention (B, H, T, S) per layer of an encoder-decoder; () otherwise."""
-        return self.extras.get("cross_attentions", ())
+        return self._extra_patterns("cross_attentions")
+
+    def _extra_patterns(self, key: str) -> tuple[torch.Tensor, ...]:
+        """An extras entry of per-layer patterns, computed now (and kept) if it was deferred."""
+        value = self.extras.get(key, ())
+        if isinstance(value, DeferredPatterns):
+            value = self.extras[key] = value.materialize()
+        return value
+
+    @property
+    def attentions_pending(self) -> bool:
+        """True while some patterns are deferred and not computed yet (nothing has read them)."""
+        stored = (self.__dict__.get("_attentions"), *self.extras.values())
+        return any(isinstance(value, DeferredPatterns) for value in stored)
 
     @property
     def lengths(self) -> list[int]:
@@ -46,7 +63,7 @@ class Trace:
 
     @property
     def n_layers(self) -> int:
-        return len(self.attentions)
+        return len(self.hidden_states) - 1  # not len(attentions): that would compute deferred patterns
 
     def example(self, index: int) -> "Trace":
         """One example with padding removed: tensors (1, n, ...) for the n real tokens."""
@@ -63,7 +80,7 @@ class Trace:
             pooled=self.pooled[index : index + 1] if self.pooled is not None else None,
             head_ids=self.head_ids, warnings=self.warnings, texts=self.texts[index : index + 1],
             model_name=self.model_name, modality=self.modality,
-            extras={k: _pick_example(v, index, len(self.tokens)) for k, v in self.extras.items()},
+            extras={k: _pick_example(materialized(v), index, len(self.tokens)) for k, v in self.extras.items()},
         )
 
 
@@ -76,3 +93,27 @@ def _pick_example(value: Any, index: int, batch: int) -> Any:
     if isinstance(value, list) and len(value) == batch:
         return value[index : index + 1]
     return value
+
+
+class _PatternsOnRead:
+    """`Trace.attentions`: stored as given; deferred patterns (models/deferred_patterns.py) are computed
+    into a tuple on the first read, so a trace nobody looks at never pays for them."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, trace: "Trace | None", owner: type | None = None):
+        if trace is None:
+            return self
+        value = trace.__dict__[self.slot]
+        if isinstance(value, DeferredPatterns):
+            value = trace.__dict__[self.slot] = value.materialize()
+        return value
+
+    def __set__(self, trace: "Trace", value) -> None:
+        trace.__dict__[self.slot] = value
+
+
+# set after the dataclass is made: the generated __init__ assigns through it, and `attentions` stays a required field
+Trace.attentions = _PatternsOnRead()
+Trace.attentions.__set_name__(Trace, "attentions")

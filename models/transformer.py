@@ -55,7 +55,7 @@ class TransformerModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,     # (B, T) segment ids for sentence pairs
         inputs_embeds: torch.Tensor | None = None,      # (B, T, d) replaces the token embedding (attribution)
         head_scales: dict[int, torch.Tensor] | None = None,  # layer -> (H_layer,) per-head output scale
-        capture: bool = True,
+        capture: bool | str = True,
         pixel_values: torch.Tensor | None = None,       # (B, C, H, W) images (ViT-type embeddings)
         input_values: torch.Tensor | None = None,       # (B, samples) raw audio (Wav2Vec2-type embeddings)
         input_features: torch.Tensor | None = None,     # (B, mels, frames) log-mel audio (Whisper's encoder)

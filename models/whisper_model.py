@@ -18,6 +18,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 from safetensors.torch import save_file
 
+from .deferred_patterns import collect
 from .errors import HeadIndexError, InputError
 from .families.whisper import (FRAMES_PER_POSITION, SECONDS_PER_POSITION, Seq2SeqOutput, WhisperNetwork,
                                parse_key, split_scales, stack_key, without_heads)
@@ -118,7 +119,7 @@ class WhisperWorkbenchModel(ModalWorkbenchModel):
         return with_active_masks(self.network, head_scales)
 
     def forward(self, input_features=None, decoder_input_ids=None, decoder_attention_mask=None,
-                head_scales: dict | None = None, capture: bool = True, encoder_out=None, **_: Any) -> Seq2SeqOutput:
+                head_scales: dict | None = None, capture: bool | str = True, encoder_out=None, **_: Any) -> Seq2SeqOutput:
         """Encoder and decoder with this context's head masks; gradients flow."""
         return self.network(input_features=input_features, decoder_input_ids=decoder_input_ids,
                             decoder_attention_mask=decoder_attention_mask, head_scales=self._active_scales(head_scales),
@@ -189,7 +190,7 @@ class WhisperWorkbenchModel(ModalWorkbenchModel):
         return [self.decode(ids) for ids in self.generate(audio, sampling_rate)]
 
     @torch.no_grad()
-    def run(self, texts=None, *, audio=None, sampling_rate: int | None = None, capture: bool = True,
+    def run(self, texts=None, *, audio=None, sampling_rate: int | None = None, capture: bool | str = True,
             max_new_tokens: int | None = None, images=None, **kwargs: Any) -> Trace:
         """Transcribe (or, with `texts`, score given transcripts) and trace encoder, decoder and cross-attention."""
         if images is not None:
@@ -219,9 +220,10 @@ class WhisperWorkbenchModel(ModalWorkbenchModel):
         enc_hidden = list(encoder_out.resid)
         enc_hidden[-1] = encoder_out.final
         rate = self.processor.sampling_rate
+        decoder_patterns = collect(dec.attentions)  # one object: `attentions` and `decoder_attentions` share it
         extras = {
-            "encoder_attentions": tuple(encoder_out.attentions), "encoder_hidden_states": tuple(enc_hidden),
-            "cross_attentions": tuple(dec.cross_attentions), "decoder_attentions": tuple(dec.attentions),
+            "encoder_attentions": collect(encoder_out.attentions), "encoder_hidden_states": tuple(enc_hidden),
+            "cross_attentions": collect(dec.cross_attentions), "decoder_attentions": decoder_patterns,
             "transcripts": [self.decode(s[len(prompt):]) for s in sequences], "prompt_length": len(prompt),
             "waveforms": waves, "sampling_rate": rate, "input_features": features,
             "seconds_per_position": SECONDS_PER_POSITION,
@@ -233,7 +235,7 @@ class WhisperWorkbenchModel(ModalWorkbenchModel):
         }
         tokens = [[self.tokenizer.decode([i]) for i in s] for s in sequences]
         return Trace(tokens=tokens, input_ids=ids, attention_mask=mask, hidden_states=tuple(hidden),
-                     attentions=tuple(dec.attentions), resid_final=dec.resid_final, logits=dec.logits,
+                     attentions=decoder_patterns, resid_final=dec.resid_final, logits=dec.logits,
                      head_ids=self.head_ids(), texts=extras["sources"], model_name=self.name, modality="audio",
                      extras=extras)
 

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from .config import ModelConfig
+from .deferred_patterns import collect
 from .errors import HeadIndexError, InputError
 from .families import FAMILIES
 from .head_selection import HeadSpec, check_scale_shapes, head_scales_from_spec, selected_heads
@@ -84,7 +85,7 @@ class WorkbenchModel:
         return self.tokenizer.encode_batch(batch, max_length or self.max_tokens)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None,
-                head_scales: dict[int, torch.Tensor] | None = None, capture: bool = True,
+                head_scales: dict[int, torch.Tensor] | None = None, capture: bool | str = True,
                 cache: list[dict[str, torch.Tensor]] | None = None) -> ForwardOutput:
         """The network's forward with this context's head masks applied; gradients flow (no no_grad here).
 
@@ -100,8 +101,11 @@ class WorkbenchModel:
     @torch.no_grad()
     def run(self, texts: TextInput | Sequence[TextInput] | None = None, *, input_ids: torch.Tensor | None = None,
             attention_mask: torch.Tensor | None = None, max_length: int | None = None,
-            capture: bool = True, **modal_inputs: Any) -> Trace:
-        """Run a text, a batch, or sentence pairs; return every hidden state and attention pattern."""
+            capture: bool | str = True, **modal_inputs: Any) -> Trace:
+        """Run a text, a batch, or sentence pairs; return every hidden state and attention pattern.
+
+        `capture=False` keeps no patterns; `capture="deferred"` runs fused attention and computes the
+        patterns when `trace.attentions` is first read (same numbers; see models/deferred_patterns.py)."""
         if modal_inputs:
             raise InputError(f"{self.name or self.family} takes text; it cannot take {', '.join(modal_inputs)}.")
         if input_ids is not None:
@@ -127,7 +131,7 @@ class WorkbenchModel:
         hidden[-1] = out.final  # transformers' last hidden state is after the final norm
         return Trace(
             tokens=tokens, input_ids=input_ids, attention_mask=mask, hidden_states=tuple(hidden),
-            attentions=tuple(out.attentions), resid_final=out.resid_final, logits=out.logits,
+            attentions=collect(out.attentions), resid_final=out.resid_final, logits=out.logits,
             token_type_ids=encoded_types, pooled=out.extras.get("pooled"), head_ids=self.head_ids(),
             warnings=warnings, texts=shown, model_name=self.name,
         )

@@ -122,7 +122,7 @@ class WhisperDecoder(nn.Module):
         self.hook_resid_final = HookPoint("(B, T, d) before the final norm")
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, cross_kv: list,
-                self_scales: dict | None = None, cross_scales: dict | None = None, capture: bool = True,
+                self_scales: dict | None = None, cross_scales: dict | None = None, capture: bool | str = True,
                 cache: list | None = None, offset: int = 0) -> DecoderOutput:
         """`cross_kv`: per layer the encoder output (B, S, d) or its projected (k, v); `cache` for step-wise decoding."""
         B, T = input_ids.shape
@@ -195,12 +195,12 @@ class WhisperNetwork(nn.Module):
         """The decoder's blocks: the ones the trace's `attentions` come from."""
         return self.decoder.blocks
 
-    def encode(self, input_features: torch.Tensor, scales: dict | None = None, capture: bool = True) -> ForwardOutput:
+    def encode(self, input_features: torch.Tensor, scales: dict | None = None, capture: bool | str = True) -> ForwardOutput:
         return self.encoder(input_features=input_features, head_scales=(scales or {}).get("encoder"), capture=capture)
 
     def forward(self, input_features: torch.Tensor | None = None, decoder_input_ids: torch.Tensor | None = None,
                 decoder_attention_mask: torch.Tensor | None = None, head_scales: dict | None = None,
-                capture: bool = True, encoder_out: ForwardOutput | None = None) -> Seq2SeqOutput:
+                capture: bool | str = True, encoder_out: ForwardOutput | None = None) -> Seq2SeqOutput:
         scales = split_scales(head_scales)
         if encoder_out is None:
             encoder_out = self.encode(input_features, scales, capture)

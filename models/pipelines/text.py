@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from ..deferred_patterns import DEFERRED
 from ..errors import InputError
 from .base import Pipeline, classification_scores, register_pipeline, top_labels, with_trace
 
@@ -25,7 +26,7 @@ class FillMaskPipeline(Pipeline):
         mask_token = tokenizer.special.get("mask_token")
         if not isinstance(text, str) or mask_token is None or mask_token not in text:
             raise InputError(f"fill-mask needs a text with the mask token {mask_token!r} in it.")
-        trace = self.model.run(text)
+        trace = self.model.run(text, capture=DEFERRED)
         mask_id = tokenizer.token_to_id(mask_token)
         ids = trace.input_ids[0]
         positions = (ids == mask_id).nonzero().flatten().tolist()
@@ -57,7 +58,7 @@ class TextClassificationPipeline(Pipeline):
         return out
 
     def run_one(self, text, top_k: int | None = 1, **_: Any):
-        trace = self.model.run(text)
+        trace = self.model.run(text, capture=DEFERRED)
         scores = classification_scores(trace.logits[0], self.model.config.hf_config.get("problem_type"))
         return top_labels(scores, self.model.labels, top_k), trace
 
@@ -70,7 +71,7 @@ class TokenClassificationPipeline(Pipeline):
     def run_one(self, text: str, ignore_labels: tuple[str, ...] = ("O",), **_: Any):
         if not isinstance(text, str) or not text.strip():
             raise InputError("token-classification needs a non-empty text.")
-        trace = self.model.run(text)
+        trace = self.model.run(text, capture=DEFERRED)
         encoding = self.model.tokenizer.backend.encode(text)
         probs = trace.logits[0].float().softmax(-1)  # (T, labels)
         results = []
@@ -106,7 +107,7 @@ class QuestionAnsweringPipeline(Pipeline):
             raise InputError("question-answering needs question= and context= (or a {'question', 'context'} dict).")
         if not question or not context:
             raise InputError("question-answering needs a non-empty question and context.")
-        trace = self.model.run([(question, context)])
+        trace = self.model.run([(question, context)], capture=DEFERRED)
         encoding = self.model.tokenizer.backend.encode(question, context)
         in_context = torch.tensor([s == 1 for s in encoding.sequence_ids])  # (T,)
         T = min(len(in_context), trace.logits.shape[1])
@@ -137,7 +138,7 @@ class TextGenerationPipeline(Pipeline):
             raise InputError("text-generation needs a non-empty prompt.")
         new = self.model.generate(prompt, max_new_tokens=max_new_tokens)
         prompt_ids = self.model.encode(prompt).input_ids[0].tolist()
-        trace = self.model.run(input_ids=torch.tensor([prompt_ids + new]))
+        trace = self.model.run(input_ids=torch.tensor([prompt_ids + new]), capture=DEFERRED)
         # as transformers: decode everything, then cut the decoded prompt off (spacing between them is kept)
         tok = self.model.tokenizer
         full = tok.decode(prompt_ids + new, skip_special_tokens=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..deferred_patterns import DEFERRED
 from ..errors import InputError
 from .base import Pipeline, classification_scores, register_pipeline, top_labels
 
@@ -13,7 +14,7 @@ class ImageClassificationPipeline(Pipeline):
     task, tasks_served, modality = "image-classification", ("image-classification",), "image"
 
     def run_one(self, image: Any, top_k: int = 5, **_: Any):
-        trace = self.model.run(images=[image])
+        trace = self.model.run(images=[image], capture=DEFERRED)
         scores = classification_scores(trace.logits[0], self.model.config.hf_config.get("problem_type"))
         return top_labels(scores, self.model.labels, top_k), trace
 
@@ -25,7 +26,7 @@ class SpeechRecognitionPipeline(Pipeline):
 
     def run_one(self, audio: Any, sampling_rate: int | None = None, **_: Any):
         audio, sampling_rate = _unpack(audio, sampling_rate)
-        trace = self.model.run(audio=[audio], sampling_rate=sampling_rate)
+        trace = self.model.run(audio=[audio], sampling_rate=sampling_rate, capture=DEFERRED)
         if self.model.task == "ctc":
             n = trace.lengths[0]
             text = self.model.tokenizer.decode(trace.logits[0, :n].argmax(-1).tolist()) if self.model.tokenizer else ""
@@ -41,7 +42,7 @@ class AudioClassificationPipeline(Pipeline):
 
     def run_one(self, audio: Any, sampling_rate: int | None = None, top_k: int = 5, **_: Any):
         audio, sampling_rate = _unpack(audio, sampling_rate)
-        trace = self.model.run(audio=[audio], sampling_rate=sampling_rate)
+        trace = self.model.run(audio=[audio], sampling_rate=sampling_rate, capture=DEFERRED)
         scores = classification_scores(trace.logits[0], self.model.config.hf_config.get("problem_type"))
         return [{"score": r["score"], "label": r["label"]} for r in top_labels(scores, self.model.labels, top_k)], trace
 
