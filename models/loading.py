@@ -82,15 +82,7 @@ def load_folder(folder: Path, name: str = "", task: str | None = None) -> Workbe
     state = read_state_dict(folder)
     checkpoint_task = task_from_architectures(hf.get("architectures"))
     prefix = hf_body_prefix(checkpoint_task, cfg, family.hf_prefix(cfg))
-    if any(k.startswith(prefix) for k in state):
-        body_hf = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        rest = {k: v for k, v in state.items() if not k.startswith(prefix)}
-    else:
-        body_hf, rest = state, state
-    try:
-        body = family.state_dict_from_hf(body_hf, cfg)
-    except KeyError as missing:
-        raise WeightFileError(f"{folder}: weight {missing.args[0]!r} is missing from the checkpoint.") from None
+    body, rest = body_state(family, cfg, state, prefix, folder)
     task = task or checkpoint_task
     if network.pooler is not None and "pooler.dense.weight" not in body:
         if task == "sequence-classification":  # a new classifier needs a pooler: keep it freshly initialised
@@ -115,6 +107,20 @@ def load_folder(folder: Path, name: str = "", task: str | None = None) -> Workbe
             _tie(network, fmt.tied)
     tokenizer = _tokenizer(folder)
     return WorkbenchModel(network, cfg, tokenizer, name=name, task=task, labels=labels, source=str(folder))
+
+
+def body_state(family, cfg, state: dict, prefix: str, folder: Path) -> tuple[dict, dict]:
+    """(our body's state dict, the checkpoint's other weights): keys under `prefix` are the body's;
+    a bare body checkpoint (no prefix) is all body, and its head weights are looked for in it too."""
+    if any(k.startswith(prefix) for k in state):
+        body_hf = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        rest = {k: v for k, v in state.items() if not k.startswith(prefix)}
+    else:
+        body_hf, rest = state, state
+    try:
+        return family.state_dict_from_hf(body_hf, cfg), rest
+    except KeyError as missing:
+        raise WeightFileError(f"{folder}: weight {missing.args[0]!r} is missing from the checkpoint.") from None
 
 
 def _tie(network, head_param: str) -> None:

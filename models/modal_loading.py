@@ -13,7 +13,7 @@ from .families.vit import VIT, ViTPooler
 from .families.wav2vec2 import WAV2VEC2
 from .families.whisper import WHISPER
 from .heads import head_format
-from .loading import MODALITY_LOADERS, load_into_with_new_head, read_config
+from .loading import MODALITY_LOADERS, body_state, load_into_with_new_head, read_config
 from .modal_family import MODAL_FAMILIES, ModalFamily, register_modal
 from .modal_inputs import prepare_frame_audio, prepare_images
 from .modal_model import ModalWorkbenchModel
@@ -55,15 +55,7 @@ def load_modal_folder(folder: Path, name: str, task: str | None = None):
     task = checkpoint_task if builtin_head else (task or checkpoint_task)
     state = read_state_dict(folder)
     prefix = family.hf_prefix(cfg)
-    if any(k.startswith(prefix) for k in state):
-        body_hf = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        rest = {k: v for k, v in state.items() if not k.startswith(prefix)}
-    else:
-        body_hf, rest = state, state
-    try:
-        body = family.state_dict_from_hf(body_hf, cfg)
-    except KeyError as missing:
-        raise WeightFileError(f"{folder}: weight {missing.args[0]!r} is missing from the checkpoint.") from None
+    body, rest = body_state(family, cfg, state, prefix, folder)
     if spec.make_pooler is not None and "pooler.dense.weight" in body:
         network.pooler = spec.make_pooler(cfg)
     labels = {int(k): v for k, v in hf.get("id2label", {}).items()}
