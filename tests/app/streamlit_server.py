@@ -87,18 +87,18 @@ def main_text(page) -> str:
     return page.inner_text("[data-testid='stMain']")
 
 
+# Counts script runs from the mutation records themselves (their old values), so a run that starts and
+# ends between two observer callbacks still counts; reading the attribute in the callback would miss it.
 _WATCH_RUNS = """() => {
   if (window.__workbenchRuns) return window.__workbenchRuns.done;
-  const app = document.querySelector("[data-testid='stApp']");
-  window.__workbenchRuns = {done: 0, running: false};
-  new MutationObserver(() => {
-    const state = app.getAttribute("data-test-script-state");
-    if (state === "running") window.__workbenchRuns.running = true;
-    else if (state === "notRunning" && window.__workbenchRuns.running) {
-      window.__workbenchRuns.running = false;
-      window.__workbenchRuns.done += 1;
-    }
-  }).observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
+  const app = document.querySelector("[data-testid='stApp']"), attr = "data-test-script-state";
+  window.__workbenchRuns = {done: 0};
+  new MutationObserver(records => {
+    records.forEach((record, i) => {
+      const now = i + 1 < records.length ? records[i + 1].oldValue : app.getAttribute(attr);
+      if (record.oldValue === "running" && now !== "running") window.__workbenchRuns.done += 1;
+    });
+  }).observe(app, {attributes: true, attributeOldValue: true, attributeFilter: [attr]});
   return 0;
 }"""
 

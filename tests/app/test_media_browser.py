@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.streamlit_server import main_text, streamlit_server, wait_until_idle
+from tests.app.streamlit_server import completed_runs, main_text, streamlit_server, wait_for_run_after, wait_until_idle
 from tests.browser_support import block_external_requests, collect_console_errors, launch_chromium, requires_chromium
 
 pytestmark = [requires_chromium, pytest.mark.browser, pytest.mark.slow]
@@ -61,7 +61,7 @@ def open_page(app, request):
         opened.append((page, blocked, errors))
         page.goto(f"{url}/{path}")
         wait_until_idle(page, timeout_ms=RUN_TIMEOUT_MS)
-        finished_runs(page)  # start counting script runs
+        completed_runs(page)  # start counting script runs
         return page
 
     yield _open
@@ -76,31 +76,11 @@ def open_page(app, request):
 
 # --- acting as a person -------------------------------------------------------------------------------------
 
-# Counts script runs from the mutation records themselves (their old values), so a run that starts and ends
-# between two observer callbacks still counts; reading the attribute in the callback would miss it.
-_COUNT_RUNS = """() => {
-  if (window.__mediaRuns) return window.__mediaRuns.done;
-  const app = document.querySelector("[data-testid='stApp']"), attr = "data-test-script-state";
-  window.__mediaRuns = {done: 0};
-  new MutationObserver(records => {
-    records.forEach((record, i) => {
-      const now = i + 1 < records.length ? records[i + 1].oldValue : app.getAttribute(attr);
-      if (record.oldValue === "running" && now !== "running") window.__mediaRuns.done += 1;
-    });
-  }).observe(app, {attributes: true, attributeOldValue: true, attributeFilter: [attr]});
-  return 0;
-}"""
-
-
-def finished_runs(page) -> int:
-    return page.evaluate(_COUNT_RUNS)
-
-
 def _after_rerun(page, action) -> None:
     """Do ``action`` (a click, a key press, an upload) and wait for the script run it starts to finish."""
-    before = finished_runs(page)
+    before = completed_runs(page)
     action()
-    page.wait_for_function("n => window.__mediaRuns.done > n", arg=before, timeout=RUN_TIMEOUT_MS, polling=50)
+    wait_for_run_after(page, before, timeout_ms=RUN_TIMEOUT_MS)
     wait_until_idle(page, timeout_ms=RUN_TIMEOUT_MS)
 
 
