@@ -37,22 +37,44 @@ def top_score(result: Any) -> float | None:
     return None
 
 
+SUMMARY_COLUMNS = ["layers", "entropy_first", "entropy_last", "on_first_position"]
+
+
+def _summarised_patterns(trace: Any) -> list[torch.Tensor]:
+    """The per-layer patterns a summary reads: an encoder's (speech, images) or the model's own; pruned-empty layers skipped."""
+    return [a for a in (trace.encoder_attentions or trace.attentions) if a.shape[1]]
+
+
+def _entropy(pattern: torch.Tensor) -> float:
+    """Mean over heads and queries of the entropy (nats) of the first example's attention rows."""
+    p = pattern[0].float().clamp_min(1e-12)  # (H, T, S)
+    return float(-(p * p.log()).sum(-1).mean())
+
+
 def attention_summary(trace: Any) -> dict[str, float]:
     """Mean attention entropy (nats, over keys) of the first and last layer, and the share of attention on position 0.
 
     Low entropy = focused heads; a high share on position 0 ([CLS], <s>) is the usual "attention sink".
     """
-    attentions = [a for a in (trace.encoder_attentions or trace.attentions) if a.shape[1]]
+    attentions = _summarised_patterns(trace)
     if not attentions:
         return {"entropy_first": math.nan, "entropy_last": math.nan, "on_first_position": math.nan}
-
-    def entropy(pattern: torch.Tensor) -> float:
-        p = pattern[0].float().clamp_min(1e-12)  # (H, T, S)
-        return float(-(p * p.log()).sum(-1).mean())
-
     last = attentions[-1][0].float()  # (H, T, S)
-    return {"entropy_first": entropy(attentions[0]), "entropy_last": entropy(attentions[-1]),
+    return {"entropy_first": _entropy(attentions[0]), "entropy_last": _entropy(attentions[-1]),
             "on_first_position": float(last[..., 0].mean())}
+
+
+def attention_profile(results: Mapping[str, Any]) -> pd.DataFrame:
+    """Long form, one row per model and layer: mean entropy and share on position 0, with depth 0..1 so that
+    models of different depths line up (first layer 0, last layer 1)."""
+    rows = []
+    for name, result in results.items():
+        trace = getattr(result, "trace", None)
+        attentions = _summarised_patterns(trace) if trace is not None else []
+        for layer, pattern in enumerate(attentions):
+            rows.append({"model": name, "layer": layer, "depth": layer / max(1, len(attentions) - 1),
+                         "entropy": _entropy(pattern), "on_first_position": float(pattern[0].float()[..., 0].mean())})
+    return pd.DataFrame(rows, columns=["model", "layer", "depth", "entropy", "on_first_position"])
 
 
 def comparison_table(results: Mapping[str, Any]) -> pd.DataFrame:
@@ -61,7 +83,7 @@ def comparison_table(results: Mapping[str, Any]) -> pd.DataFrame:
     for name, result in results.items():
         trace = getattr(result, "trace", None)
         summary = attention_summary(trace) if trace is not None else {}
-        n_layers = len(trace.encoder_attentions or trace.attentions) if trace is not None else 0
+        n_layers = len(_summarised_patterns(trace)) if trace is not None else 0
         rows.append({"model": name, "answer": top_answer(result), "score": top_score(result),
                      "latency_ms": 1000 * float(getattr(result, "seconds", math.nan)),
                      "layers": n_layers, **summary})

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
@@ -63,4 +64,20 @@ def latency_figure(names: Sequence[str], milliseconds: Sequence[float]) -> go.Fi
     fig = go.Figure(go.Bar(x=list(milliseconds), y=list(names), orientation="h",
                            hovertemplate="%{y}: %{x:.0f} ms<extra></extra>"))
     fig.update_layout(height=120 + 30 * len(names), xaxis_title="latency (ms)", margin=dict(l=10, r=10, t=20, b=10))
+    return fig
+
+
+def attention_profile_figure(profile) -> go.Figure:
+    """Mean attention entropy per layer, one line per model, layers placed by relative depth (0 first, 1 last)."""
+    palette = plotly.colors.qualitative.D3  # distinct hues: Streamlit's theme would draw every line in blues
+    fig = go.Figure()
+    for i, (name, rows) in enumerate(profile.groupby("model", sort=False)):
+        fig.add_trace(go.Scatter(x=rows["depth"], y=rows["entropy"], mode="lines+markers", name=name,
+                                 line=dict(color=palette[i % len(palette)]),
+                                 customdata=rows[["layer", "on_first_position"]].to_numpy(),
+                                 hovertemplate=(f"{name}<br>layer %{{customdata[0]}}: entropy %{{y:.2f}} nats, "
+                                                "%{customdata[1]:.0%} on position 0<extra></extra>")))
+    fig.update_layout(height=300, xaxis_title="relative depth (first layer 0, last 1)",
+                      yaxis_title="mean attention entropy (nats)", legend=dict(orientation="h", y=-0.3),
+                      margin=dict(l=10, r=10, t=20, b=10))
     return fig

@@ -6,10 +6,10 @@ import hashlib
 
 import streamlit as st
 
-from analysis.compare import answer_agreement, comparison_table, top_answer
+from analysis.compare import SUMMARY_COLUMNS, answer_agreement, attention_profile, comparison_table, top_answer
 from app.guard import shown_errors
 from app.media_inputs import audio_input, image_input
-from app.modal_plots import agreement_figure, latency_figure
+from app.modal_plots import agreement_figure, attention_profile_figure, latency_figure
 from app.model_cache import get_model, session_models
 from app.sidebar import example_sentences
 from models.errors import WorkbenchError
@@ -79,9 +79,17 @@ if last and last["kind"] == kind:
             table = comparison_table(results)
             table.insert(1, "input", last["label"])
             st.subheader("Results")
-            st.dataframe(table.round(4), hide_index=True, key="cmp_table")
+            answers = table[[c for c in table.columns if c not in SUMMARY_COLUMNS]]
+            # a fixed answer width, so a long generated text cannot push score and latency out of view
+            st.dataframe(answers.round(4), hide_index=True, key="cmp_table",
+                         column_config={"model": st.column_config.TextColumn("model", width=210),
+                                        "input": st.column_config.TextColumn("input", width=150),
+                                        "answer": st.column_config.TextColumn("answer", width=330),
+                                        "score": st.column_config.NumberColumn("score", width=70, format="%.4f"),
+                                        "latency_ms": st.column_config.NumberColumn("latency (ms)", width=90,
+                                                                                    format="%.1f")})
             st.download_button("Download CSV", table.to_csv(index=False).encode(), "comparison.csv", "text/csv",
-                               key="cmp_csv")
+                               key="cmp_csv", help="Results and the attention summary, one row per model")
             left, right = st.columns(2)
             with left:
                 st.markdown("**Latency** (one call, after a warm-up call)")
@@ -90,7 +98,11 @@ if last and last["kind"] == kind:
                 st.markdown("**Agreement** (1 − word error rate between answers)")
                 agreement = answer_agreement({name: top_answer(r) for name, r in results.items()})
                 st.plotly_chart(agreement_figure(agreement), key="cmp_agreement")
-            st.caption("Attention summary: mean entropy of the first and last layer's attention (lower = more focused), "
-                       "and the share of last-layer attention on the first position (an 'attention sink').")
+            st.subheader("Attention summary")
+            st.caption("Mean entropy of the attention rows (nats; lower = more focused heads) in the first and last "
+                       "layer, and the share of last-layer attention on the first position (an 'attention sink'). "
+                       "Speech and image models are summarised by their encoder.")
+            st.dataframe(table[["model", *SUMMARY_COLUMNS]].round(3), hide_index=True, key="cmp_attention")
+            st.plotly_chart(attention_profile_figure(attention_profile(results)), key="cmp_profile")
 elif not picked:
     st.info("Choose at least one model.")

@@ -73,6 +73,9 @@ def wait_until_idle(page, timeout_ms: float = 180_000, after_interaction: bool =
         except Exception:  # the rerun was quicker than the first poll: it has already finished
             pass
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
+    # elements of the last run that this run did not redraw stay "stale" until the frontend clears them;
+    # a click on one of those can be lost, so wait for the page to settle
+    page.wait_for_function("() => !document.querySelector(\"[data-stale='true']\")", timeout=timeout_ms, polling=100)
     page.wait_for_timeout(300)  # let the last deltas paint
 
 

@@ -1,13 +1,12 @@
 """The Compare page on tiny models: several pipelines on one text, image or audio; table, agreement, CSV; bad input."""
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 import models
 from analysis.compare import answer_agreement
 from models import pipeline
-from tests.app.page_helpers import chart_z, open_page
+from tests.app.page_helpers import chart_traces, chart_z, decode, open_page
 from tests.app.test_vision_audio_page import tiny_media, tiny_media_folders  # noqa: F401  (fixtures)
 
 
@@ -22,7 +21,14 @@ def test_two_text_pipelines_side_by_side(tiny_media):  # noqa: F811
     expected = pipeline("text-classification", models.load_model("minilm-sentiment"))("i love this film")
     assert table["answer"][0] == expected[0]["label"]
     assert table["score"][0] == pytest.approx(expected[0]["score"], abs=1e-4)
-    assert (table["latency_ms"] > 0).all() and (table["entropy_last"] > 0).all()
+    assert (table["latency_ms"] > 0).all() and "entropy_last" not in table  # the summary has its own table
+    summary = at.dataframe[1].value
+    assert list(summary["model"]) == list(table["model"]) and (summary["entropy_last"] > 0).all()
+    assert list(summary["layers"]) == [2, 2]  # the tiny stand-ins: 2 layers each
+    profile = chart_traces(at, "cmp_profile")
+    assert [t["name"] for t in profile] == list(table["model"])
+    assert [len(decode(t["y"])) for t in profile] == [2, 2] and decode(profile[0]["x"]).tolist() == [0.0, 1.0]
+    assert decode(profile[0]["y"])[-1] == pytest.approx(summary["entropy_last"][0], abs=1e-3)
     agreement = answer_agreement(dict(zip(table["model"], table["answer"])))
     assert chart_z(at, "cmp_agreement").tolist() == agreement.to_numpy(float).tolist()
     assert any("cmp_csv" in b.proto.id for b in at.get("download_button"))

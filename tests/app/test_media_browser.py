@@ -110,13 +110,12 @@ def dataframes(page):
     return page.get_by_test_id("stMain").get_by_test_id("stDataFrame")
 
 
-def table(page) -> list[dict[str, str]]:
-    """The rows of the page's one st.dataframe, from the accessible table glide-data-grid keeps in its canvas.
-
-    (Streamlit 1.67 gives a keyed dataframe no ``st-key-`` class, so the tests find it as the only one.)
+def table(page, index: int = 0, count: int = 1) -> list[dict[str, str]]:
+    """The rows of the page's ``index``-th st.dataframe (of ``count``), from the accessible table glide-data-grid
+    keeps in its canvas. (Streamlit 1.67 gives a keyed dataframe no ``st-key-`` class, so tests find it by place.)
     """
-    assert dataframes(page).count() == 1, dataframes(page).count()
-    grid = dataframes(page).locator("table[role='grid']")
+    assert dataframes(page).count() == count, dataframes(page).count()
+    grid = dataframes(page).nth(index).locator("table[role='grid']")
     grid.wait_for(state="attached", timeout=DRAW_TIMEOUT_MS)
     header = [h.strip() for h in grid.locator("thead th").all_inner_texts()]
     rows = [[c.strip() for c in row.locator("td").all_inner_texts()] for row in grid.locator("tbody tr").all()]
@@ -250,9 +249,14 @@ def _compare_and_download(page, expected_models: list[str], expected_input: str)
     _after_rerun(page, lambda: page.get_by_role("button", name="Compare", exact=True).click())
     assert_no_error(page, f"comparing on {expected_input}")
     assert "Results" in main_text(page)
-    rows = table(page)  # the columns on screen: a long generated answer pushes latency out of view
+    rows = table(page, 0, count=2)  # results, then the attention summary
     assert [r["model"] for r in rows] == expected_models, rows
     assert all(r["input"] == expected_input for r in rows), rows
+    assert all(float(r["latency (ms)"]) > 0 for r in rows), rows  # in view even beside a long generated text
+    summary = table(page, 1, count=2)
+    assert [r["model"] for r in summary] == expected_models, summary
+    assert all(float(r["entropy_last"]) > 0 and int(r["layers"]) > 0 for r in summary), summary
+    assert page.locator(".st-key-cmp_profile .js-plotly-plot .scatterlayer .trace").count() == len(expected_models)
     button = page.get_by_role("button", name="Download CSV")
     assert button.is_visible()
     with page.expect_download(timeout=30_000) as info:
@@ -268,7 +272,7 @@ def _compare_and_download(page, expected_models: list[str], expected_input: str)
     assert_no_error(page, f"the results on {expected_input} after the download")
     latency = page.get_by_test_id("stMain").get_by_test_id("stMarkdownContainer").filter(has_text="Latency (one call")
     assert latency.count() == 1, latency.all_inner_texts()  # no stale copy of the last run's charts left behind
-    assert table(page) == rows  # the rerun keeps the results
+    assert table(page, 0, count=2) == rows  # the rerun keeps the results
     return rows
 
 
