@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import save_file
 
 from .config import ModelConfig
-from .deferred_patterns import collect
+from .deferred_patterns import DEFERRED, collect
+from .generation_trace import trace_from_steps
 from .errors import HeadIndexError, InputError
 from .families import FAMILIES
 from .head_selection import HeadSpec, check_scale_shapes, head_scales_from_spec, selected_heads
@@ -140,19 +141,40 @@ class WorkbenchModel:
     def generate(self, text: str, max_new_tokens: int = 20) -> list[int]:
         """Greedy continuation: the ids of the new tokens. Past keys and values are cached, so each
         step runs only the newest token (masks active in this context apply to every step)."""
+        new, _ = self._decode(text, max_new_tokens, capture=False)
+        return new
+
+    @torch.no_grad()
+    def generate_traced(self, text: str, max_new_tokens: int = 20) -> tuple[list[int], Trace]:
+        """`generate`, and the trace of prompt + continuation assembled from the decoding steps (one extra
+        one-token step runs the last new token; see models/generation_trace.py). Patterns are deferred."""
+        new, steps = self._decode(text, max_new_tokens, capture=DEFERRED)
+        prompt = self.encode(text).input_ids[0].tolist()
+        trace = trace_from_steps(self, prompt + new, steps)
+        if trace is None:  # a hook on the patterns saw them step by step: run the whole text once more
+            trace = self.run(input_ids=torch.tensor([prompt + new]), capture=DEFERRED)
+        return new, trace
+
+    def _decode(self, text: str, max_new_tokens: int, capture: bool | str) -> tuple[list[int], list[ForwardOutput]]:
+        """Greedy steps; with capture, every step's output is kept and the last new token is run too."""
         if self.task != "causal-lm":
             raise InputError(f"{self.name or self.family} has no language-modelling head to generate with.")
         ids = self.encode(text).input_ids  # (1, T)
         cache: list[dict[str, torch.Tensor]] = [{} for _ in self.network.blocks]
         new: list[int] = []
+        steps: list[ForwardOutput] = []
         for _ in range(min(max_new_tokens, self.config.max_positions - ids.shape[1])):
-            logits = self.forward(input_ids=ids, capture=False, cache=cache).logits  # (1, T, vocab)
-            next_id = int(logits[0, -1].argmax())
+            out = self.forward(input_ids=ids, capture=capture, cache=cache)  # logits (1, T, vocab)
+            if capture:
+                steps.append(out)
+            next_id = int(out.logits[0, -1].argmax())
             new.append(next_id)
             ids = torch.tensor([[next_id]])  # the cache holds everything before it
             if next_id == self.config.eos_token_id:
                 break
-        return new
+        if capture:
+            steps.append(self.forward(input_ids=ids, capture=capture, cache=cache))
+        return new, steps
 
     # ------------------------------------------------------------------ hooks and head surgery
     @contextlib.contextmanager

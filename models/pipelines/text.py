@@ -136,9 +136,8 @@ class TextGenerationPipeline(Pipeline):
     def run_one(self, prompt: str, max_new_tokens: int = 20, return_full_text: bool = True, **_: Any):
         if not isinstance(prompt, str) or not prompt:
             raise InputError("text-generation needs a non-empty prompt.")
-        new = self.model.generate(prompt, max_new_tokens=max_new_tokens)
+        new, trace = self.model.generate_traced(prompt, max_new_tokens=max_new_tokens)
         prompt_ids = self.model.encode(prompt).input_ids[0].tolist()
-        trace = self.model.run(input_ids=torch.tensor([prompt_ids + new]), capture=DEFERRED)
         # as transformers: decode everything, then cut the decoded prompt off (spacing between them is kept)
         tok = self.model.tokenizer
         full = tok.decode(prompt_ids + new, skip_special_tokens=True)

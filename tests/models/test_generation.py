@@ -68,3 +68,42 @@ def test_masks_apply_to_every_cached_step(pair):
             expected.append(next_id)
             ids = torch.cat([ids, torch.tensor([[next_id]])], dim=1)
     assert masked == expected
+
+
+def _assert_trace_equal(assembled, full):
+    assert assembled.tokens == full.tokens and torch.equal(assembled.input_ids, full.input_ids)
+    assert len(assembled.hidden_states) == len(full.hidden_states)
+    for a, b in zip(assembled.hidden_states, full.hidden_states):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(assembled.resid_final, full.resid_final, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(assembled.logits, full.logits, atol=1e-5, rtol=1e-4)
+    assert assembled.attentions_pending
+    for a, b in zip(assembled.attentions, full.attentions):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_the_trace_assembled_from_decoding_steps_equals_a_full_pass(pair):
+    _, model = pair
+    model.config.eos_token_id, eos = None, model.config.eos_token_id  # generate the full length
+    try:
+        new, assembled = model.generate_traced("the cat sat on", max_new_tokens=9)
+    finally:
+        model.config.eos_token_id = eos
+    prompt = model.encode("the cat sat on").input_ids[0].tolist()
+    assert len(new) == 9 and assembled.input_ids.shape == (1, len(prompt) + 9)
+    _assert_trace_equal(assembled, model.run(input_ids=torch.tensor([prompt + new])))
+
+
+def test_the_assembled_trace_keeps_masks_and_falls_back_when_a_hook_reads_patterns(pair):
+    _, model = pair
+    text = "the cat sat on"
+    with model.mask_heads({0: [1]}):
+        new, assembled = model.generate_traced(text, max_new_tokens=5)
+        full = model.run(input_ids=torch.tensor([model.encode(text).input_ids[0].tolist() + new]))
+    _assert_trace_equal(assembled, full)
+    assert float(assembled.attentions[0][:, 1].abs().max()) == 0.0
+    seen = []
+    with model.hooks({"blocks.0.attn.hook_pattern": lambda pattern, name: seen.append(pattern.shape[-2])}):
+        new, hooked = model.generate_traced(text, max_new_tokens=3)
+    assert seen[0] == len(model.encode(text).input_ids[0]) and seen[1:4] == [1, 1, 1]  # every step, live
+    assert hooked.input_ids.shape[1] == len(model.encode(text).input_ids[0]) + len(new)
