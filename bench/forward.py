@@ -4,7 +4,9 @@ Prints, for seq 32, 128 and 512 on MiniLM-size and BERT-base-size models (batch 
   capture ratio  = ours with full capture (every attention and hidden state)
                    / transformers eager with output_attentions and output_hidden_states   (goal <= 1.0)
   fast ratio     = ours without capture / transformers SDPA                                   (goal <= 1.10)
-Run: .venv/bin/python bench/forward.py [--batch N] [--repeats N]
+Each sample repeats a call until it fills --sample-seconds (short calls timed alone are mostly noise),
+the four contenders interleaved; the median sample is reported.
+Run: .venv/bin/python bench/forward.py [--batch N] [--repeats N] [--sample-seconds S]
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--seqs", type=int, nargs="+", default=[32, 128, 512])
+    parser.add_argument("--sample-seconds", type=float, default=0.3)
     args = parser.parse_args()
     import transformers as tf
     torch.set_num_threads(2)
@@ -51,7 +54,7 @@ def main() -> None:
                     "eager": lambda: eager(input_ids=ids, attention_mask=mask, output_attentions=True, output_hidden_states=True),
                     "ours_fast": lambda: ours.forward(input_ids=ids, attention_mask=mask, capture=False),
                     "sdpa": lambda: sdpa(input_ids=ids, attention_mask=mask),
-                }, repeats=args.repeats)
+                }, repeats=args.repeats, min_sample_seconds=args.sample_seconds)
             ms = {k: v * 1000 for k, v in medians.items()}
             print(f"{label:<16}{seq:>5}{ms['ours_capture']:>17.1f}{ms['eager']:>18.1f}"
                   f"{ms['ours_capture'] / ms['eager']:>15.3f}{ms['ours_fast']:>14.1f}{ms['sdpa']:>10.1f}"
