@@ -71,14 +71,26 @@ class Block(nn.Module):
         self.hook_mlp_out = HookPoint("(B, T, d) MLP output")
         self.hook_resid_post = HookPoint("(B, T, d) block output")
 
-    def forward(self, x, mask, rotary, head_scale, capture, cache=None):
+    def forward(self, x, mask, rotary, head_scale, capture, cache=None, queries=None):
+        """`queries` (a LongTensor of positions): compute this block's output at those positions only, each
+        attending to every key; for a last layer of which only some outputs are read (see TransformerModel)."""
         x = self.hook_resid_pre(x)
         if self.norm_first:
-            attn_out, pattern = self.attn(self.ln1(x), mask, rotary, head_scale, capture, cache=cache)
+            attn_out, pattern = self._attend(self.ln1(x), mask, rotary, head_scale, capture, cache, queries)
+            x = x if queries is None else x[:, queries]
             mid = self.hook_resid_mid(x + self.hook_attn_out(attn_out))
             out = mid + self.hook_mlp_out(self.mlp(self.ln2(mid)))
         else:
-            attn_out, pattern = self.attn(x, mask, rotary, head_scale, capture, cache=cache)
+            attn_out, pattern = self._attend(x, mask, rotary, head_scale, capture, cache, queries)
+            x = x if queries is None else x[:, queries]
             mid = self.hook_resid_mid(self.ln1(x + self.hook_attn_out(attn_out)))
             out = self.ln2(mid + self.hook_mlp_out(self.mlp(mid)))
         return self.hook_resid_post(out), pattern
+
+    def _attend(self, h, mask, rotary, head_scale, capture, cache, queries):
+        if queries is None:
+            return self.attn(h, mask, rotary, head_scale, capture, cache=cache)
+        kv = self.attn.project_kv(h, rotary)  # keys and values at every position
+        rotary_q = None if rotary is None else tuple(r[:, queries] for r in rotary)
+        mask_q = mask if mask is None or mask.shape[2] == 1 else mask[:, :, queries]
+        return self.attn(h[:, queries], mask_q, rotary_q, head_scale, capture, kv=kv)

@@ -63,6 +63,7 @@ class PooledClassificationHead(nn.Module):
     """BERT's sequence classifier: a linear layer on the pooled [CLS] vector."""
 
     needs_pooler = True  # reads extras["pooled"]: the body must carry BERT's pooler
+    reads_positions = [0]  # the pooler reads [CLS] alone, so the last layer need not compute the rest
 
     def __init__(self, cfg: ModelConfig, num_labels: int) -> None:
         super().__init__()

@@ -60,7 +60,11 @@ class TransformerModel(nn.Module):
         input_values: torch.Tensor | None = None,       # (B, samples) raw audio (Wav2Vec2-type embeddings)
         input_features: torch.Tensor | None = None,     # (B, mels, frames) log-mel audio (Whisper's encoder)
         cache: list[dict[str, torch.Tensor]] | None = None,  # per layer past keys/values, for generation
+        read_positions: list[int] | None = None,        # the only final positions anything reads (see below)
     ) -> ForwardOutput:
+        """With `read_positions`, the last block computes its output at those positions only (every key
+        still attended), so `final`, `resid[-1]` and the head see (B, len(read_positions), d). Attribution
+        reads one position ([CLS] through the pooler, or a masked token) on every step of its path."""
         signal = next((s for s in (pixel_values, input_values, input_features) if s is not None), None)
         past = cache[0]["k"].shape[1] if cache and "k" in cache[0] else 0  # positions already in the cache
         if signal is not None:
@@ -83,9 +87,12 @@ class TransformerModel(nn.Module):
         mask = additive_mask(attention_mask, self.cfg.causal, x.dtype, past)  # (B, 1, T|1, S)
         rotary = rotary_cos_sin(positions, self.cfg.d_head, self.cfg.rope_theta, x.dtype) if self.uses_rotary else None
         resid, attentions = [x], []
+        last = len(self.blocks) - 1
+        queries = torch.tensor(read_positions, device=x.device) if read_positions is not None else None
         for layer, block in enumerate(self.blocks):
             scale = head_scales.get(layer) if head_scales else None
-            x, pattern = block(x, mask, rotary, scale, capture, cache=cache[layer] if cache is not None else None)
+            x, pattern = block(x, mask, rotary, scale, capture, cache=cache[layer] if cache is not None else None,
+                               queries=queries if layer == last else None)
             resid.append(x)
             if capture:
                 attentions.append(pattern)

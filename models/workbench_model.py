@@ -87,17 +87,19 @@ class WorkbenchModel:
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None,
                 head_scales: dict[int, torch.Tensor] | None = None, capture: bool | str = True,
-                cache: list[dict[str, torch.Tensor]] | None = None) -> ForwardOutput:
+                cache: list[dict[str, torch.Tensor]] | None = None, read_positions: list[int] | None = None) -> ForwardOutput:
         """The network's forward with this context's head masks applied; gradients flow (no no_grad here).
 
-        `cache` (one dict per layer, filled as it runs) keeps past keys and values for generation."""
+        `cache` (one dict per layer, filled as it runs) keeps past keys and values for generation;
+        `read_positions` computes the last layer at those positions only (TransformerModel.forward)."""
         if head_scales:
             check_scale_shapes(self.config, head_scales)
         head_scales = with_active_masks(self.network, head_scales)
         if token_type_ids is not None and getattr(self.network.embed, "token_type", None) is None:
             token_type_ids = None  # pass only what a model expects
         return self.network(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                            inputs_embeds=inputs_embeds, head_scales=head_scales, capture=capture, cache=cache)
+                            inputs_embeds=inputs_embeds, head_scales=head_scales, capture=capture, cache=cache,
+                            read_positions=read_positions)
 
     @torch.no_grad()
     def run(self, texts: TextInput | Sequence[TextInput] | None = None, *, input_ids: torch.Tensor | None = None,

@@ -112,8 +112,19 @@ class TextForward:
         self.model = model
         self.inputs = inputs
         self.embedding = TokenEmbedding(model.network.embed.word)
+        # Only one position of the last layer is ever read (the scored token, or [CLS] under a pooler), on
+        # every one of the many steps Captum runs: the last layer computes just that position.
+        head_reads = getattr(model.network.head, "reads_positions", None)
+        self.read_positions = [inputs.position] if inputs.position is not None else head_reads
 
     def _read(self, logits: torch.Tensor) -> torch.Tensor:
+        """Scores from `from_embeds`' logits, where the last layer computed the read position alone."""
+        if self.inputs.position is None:
+            return logits  # (B, n_labels)
+        return logits[:, 0]  # (B, vocab): the one position the last layer computed
+
+    def read_full(self, logits: torch.Tensor) -> torch.Tensor:
+        """Scores from the logits of a full forward (every position computed)."""
         if self.inputs.position is None:
             return logits  # (B, n_labels)
         return logits[:, self.inputs.position]  # (B, vocab)
@@ -121,7 +132,7 @@ class TextForward:
     def from_embeds(self, embeds: torch.Tensor, attention_mask: torch.Tensor,
                     token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         out = self.model.forward(inputs_embeds=embeds, attention_mask=attention_mask,
-                                 token_type_ids=token_type_ids, capture=False)
+                                 token_type_ids=token_type_ids, capture=False, read_positions=self.read_positions)
         return self._read(out.logits)
 
     def from_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,

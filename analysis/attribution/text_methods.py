@@ -108,7 +108,7 @@ def attention_x_gradient(fwd: TextForward, target: Target, progress: Progress = 
     def run() -> torch.Tensor:
         out = model.forward(inputs_embeds=_embeds(fwd), attention_mask=inputs.attention_mask,
                             token_type_ids=inputs.token_type_ids, capture=True)
-        return fwd._read(out.logits)[0, target.index]
+        return fwd.read_full(out.logits)[0, target.index]
 
     attentions, gradients = patterns_and_gradients(model, run)
     relevance = gradient_weighted_rollout(attentions, gradients)[0]  # (T, T)
