@@ -151,10 +151,12 @@ class WorkbenchModel:
         """`generate`, and the trace of prompt + continuation assembled from the decoding steps (one extra
         one-token step runs the last new token; see models/generation_trace.py). Patterns are deferred."""
         new, steps = self._decode(text, max_new_tokens, capture=DEFERRED)
-        prompt = self.encode(text).input_ids[0].tolist()
+        encoded = self.encode(text)
+        prompt = encoded.input_ids[0].tolist()
         trace = trace_from_steps(self, prompt + new, steps)
         if trace is None:  # a hook on the patterns saw them step by step: run the whole text once more
             trace = self.run(input_ids=torch.tensor([prompt + new]), capture=DEFERRED)
+        trace.texts, trace.warnings = [text], list(encoded.warnings)
         return new, trace
 
     def _decode(self, text: str, max_new_tokens: int, capture: bool | str) -> tuple[list[int], list[ForwardOutput]]:
