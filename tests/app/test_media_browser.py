@@ -11,11 +11,12 @@ from __future__ import annotations
 import csv
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.app.streamlit_server import completed_runs, main_text, streamlit_server, wait_for_run_after, wait_until_idle
+from tests.app.streamlit_server import completed_runs, main_text, streamlit_server, wait_until_idle
 from tests.browser_support import block_external_requests, collect_console_errors, launch_chromium, requires_chromium
 
 pytestmark = [requires_chromium, pytest.mark.browser, pytest.mark.slow]
@@ -76,11 +77,22 @@ def open_page(app, request):
 
 # --- acting as a person -------------------------------------------------------------------------------------
 
-def _after_rerun(page, action) -> None:
-    """Do ``action`` (a click, a key press, an upload) and wait for the script run it starts to finish."""
+def _after_rerun(page, action, settled=None) -> None:
+    """Do ``action`` (a click, a key press, an upload) and wait for the script run it starts to finish.
+
+    A rerun that takes a few milliseconds (a selectbox change, a download) can finish inside one React
+    render, so the app root's run state never visibly flips and no run is counted. For those, ``settled()``
+    says the action has visibly taken effect; a short grace then lets a run that is starting show itself.
+    """
     before = completed_runs(page)
     action()
-    wait_for_run_after(page, before, timeout_ms=RUN_TIMEOUT_MS)
+    deadline = time.monotonic() + RUN_TIMEOUT_MS / 1000
+    while completed_runs(page) <= before:
+        if settled is not None and settled():
+            page.wait_for_timeout(1_000)
+            break
+        assert time.monotonic() < deadline, "the action started no script run within the time limit"
+        page.wait_for_timeout(100)
     wait_until_idle(page, timeout_ms=RUN_TIMEOUT_MS)
 
 
@@ -89,13 +101,16 @@ def choose(page, label: str, option: str) -> None:
     box = page.get_by_test_id("stMain").get_by_role("combobox", name=label, exact=True)
     box.click()
     box.fill(option)
-    _after_rerun(page, lambda: page.get_by_role("option", name=option, exact=True).click())
+    # chosen: the list has closed and the box shows the option (while open it shows the typed filter too)
+    _after_rerun(page, lambda: page.get_by_role("option", name=option, exact=True).click(),
+                 settled=lambda: page.get_by_role("listbox").count() == 0 and box.input_value() == option)
     assert box.input_value() == option
 
 
 def pick_radio(page, option: str) -> None:
-    _after_rerun(page, lambda: page.get_by_test_id("stMain").get_by_test_id("stRadio")
-                 .get_by_text(option, exact=True).click())
+    radio = page.get_by_test_id("stMain").get_by_test_id("stRadio")
+    _after_rerun(page, lambda: radio.get_by_text(option, exact=True).click(),
+                 settled=lambda: radio.get_by_role("radio", name=option, exact=True).is_checked())
 
 
 def upload(page, path: Path) -> None:
@@ -260,7 +275,7 @@ def _compare_and_download(page, expected_models: list[str], expected_input: str)
     button = page.get_by_role("button", name="Download CSV")
     assert button.is_visible()
     with page.expect_download(timeout=30_000) as info:
-        _after_rerun(page, button.click)  # a download button reruns the script, as any button
+        _after_rerun(page, button.click, settled=lambda: True)  # a download button reruns the script, quickly
     download = info.value
     assert download.suggested_filename == "comparison.csv"
     with open(download.path(), newline="") as handle:
@@ -296,7 +311,7 @@ def test_compare_image_audio_and_text(open_page):
     assert models.all_inner_texts() == ["text-classification · minilm-sentiment", "text-generation · smollm2"]
     sentence = page.get_by_test_id("stMain").get_by_role("textbox", name="Text")
     sentence.fill("I really loved this film, the acting was wonderful.")
-    _after_rerun(page, lambda: sentence.press("Control+Enter"))
+    _after_rerun(page, lambda: sentence.press("Control+Enter"), settled=lambda: True)
     rows = _compare_and_download(page, ["text-classification · minilm-sentiment", "text-generation · smollm2"],
                                  "I really loved this film, the acting was")
     assert rows[0]["answer"].upper() == "POSITIVE", rows
