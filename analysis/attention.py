@@ -77,13 +77,18 @@ def head_pattern(trace: Trace, layer: int, head: int | str = MEAN_OF_LAYER, exam
     return layer_pattern[ids.index(head)]  # (n, n)
 
 
+def row_entropy(pattern: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of each attention row (over the last axis), in the pattern's dtype; 0 log 0 = 0."""
+    return -(pattern * torch.log(pattern.clamp_min(1e-30))).sum(-1)
+
+
 def _layer_statistics(pattern: torch.Tensor, special: torch.Tensor, causal: bool) -> dict[str, torch.Tensor]:
     """Statistics of every head of one layer, averaged over query positions; each value (H,)."""
     H, n, _ = pattern.shape
     p = pattern.double()  # (H, n, n) double: entropies of near-one-hot rows need the precision
     positions = torch.arange(n, dtype=torch.float64)
     distance = (positions[:, None] - positions[None, :]).abs()  # (n, n) |query - key|
-    entropy_rows = -(p * torch.log(p.clamp_min(1e-30))).sum(-1)  # (H, n); 0 log 0 = 0
+    entropy_rows = row_entropy(p)  # (H, n)
     # A causal query q may attend to q + 1 keys, a bidirectional one to all n: the maximum
     # entropy differs per row, so the normalized entropy divides row by row.
     allowed = (positions + 1) if causal else torch.full((n,), float(n), dtype=torch.float64)  # (n,)

@@ -11,6 +11,8 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 import torch
 
+from .attention import row_entropy
+
 
 def top_answer(result: Any) -> str:
     """The one-line answer of a pipeline result: a label, a transcript, a span, a generated text, a filler."""
@@ -38,6 +40,7 @@ def top_score(result: Any) -> float | None:
 
 
 SUMMARY_COLUMNS = ["layers", "entropy_first", "entropy_last", "on_first_position"]
+PROFILE_COLUMNS = ["model", "layer", "depth", "entropy", "on_first_position"]
 
 
 def _summarised_patterns(trace: Any) -> list[torch.Tensor]:
@@ -45,10 +48,13 @@ def _summarised_patterns(trace: Any) -> list[torch.Tensor]:
     return [a for a in (trace.encoder_attentions or trace.attentions) if a.shape[1]]
 
 
-def _entropy(pattern: torch.Tensor) -> float:
-    """Mean over heads and queries of the entropy (nats) of the first example's attention rows."""
-    p = pattern[0].float().clamp_min(1e-12)  # (H, T, S)
-    return float(-(p * p.log()).sum(-1).mean())
+def layer_statistics(trace: Any) -> list[tuple[float, float]]:
+    """Per layer of the first example: (mean attention entropy in nats over keys, mean share on position 0)."""
+    stats = []
+    for pattern in _summarised_patterns(trace):
+        p = pattern[0].float()  # (H, T, S)
+        stats.append((float(row_entropy(p).mean()), float(p[..., 0].mean())))
+    return stats
 
 
 def attention_summary(trace: Any) -> dict[str, float]:
@@ -56,12 +62,14 @@ def attention_summary(trace: Any) -> dict[str, float]:
 
     Low entropy = focused heads; a high share on position 0 ([CLS], <s>) is the usual "attention sink".
     """
-    attentions = _summarised_patterns(trace)
-    if not attentions:
-        return {"entropy_first": math.nan, "entropy_last": math.nan, "on_first_position": math.nan}
-    last = attentions[-1][0].float()  # (H, T, S)
-    return {"entropy_first": _entropy(attentions[0]), "entropy_last": _entropy(attentions[-1]),
-            "on_first_position": float(last[..., 0].mean())}
+    return _summary(layer_statistics(trace))
+
+
+def _summary(stats: list[tuple[float, float]]) -> dict[str, float]:
+    if not stats:
+        return {"layers": 0, "entropy_first": math.nan, "entropy_last": math.nan, "on_first_position": math.nan}
+    return {"layers": len(stats), "entropy_first": stats[0][0], "entropy_last": stats[-1][0],
+            "on_first_position": stats[-1][1]}
 
 
 def attention_profile(results: Mapping[str, Any]) -> pd.DataFrame:
@@ -70,24 +78,24 @@ def attention_profile(results: Mapping[str, Any]) -> pd.DataFrame:
     rows = []
     for name, result in results.items():
         trace = getattr(result, "trace", None)
-        attentions = _summarised_patterns(trace) if trace is not None else []
-        for layer, pattern in enumerate(attentions):
-            rows.append({"model": name, "layer": layer, "depth": layer / max(1, len(attentions) - 1),
-                         "entropy": _entropy(pattern), "on_first_position": float(pattern[0].float()[..., 0].mean())})
-    return pd.DataFrame(rows, columns=["model", "layer", "depth", "entropy", "on_first_position"])
+        stats = layer_statistics(trace) if trace is not None else []
+        for layer, (entropy, on_first) in enumerate(stats):
+            rows.append({"model": name, "layer": layer, "depth": layer / max(1, len(stats) - 1),
+                         "entropy": entropy, "on_first_position": on_first})
+    return pd.DataFrame(rows, columns=PROFILE_COLUMNS)
 
 
-def comparison_table(results: Mapping[str, Any]) -> pd.DataFrame:
-    """One row per model: answer, score, latency, attention summary, layers x heads."""
+def comparison_table(results: Mapping[str, Any], profile: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per model: answer, score, latency, and the attention summary (read off `profile`, the
+    `attention_profile` of these results, when the caller has it already)."""
+    profile = attention_profile(results) if profile is None else profile
     rows = []
     for name, result in results.items():
-        trace = getattr(result, "trace", None)
-        summary = attention_summary(trace) if trace is not None else {}
-        n_layers = len(_summarised_patterns(trace)) if trace is not None else 0
+        mine = profile[profile["model"] == name]
+        stats = list(zip(mine["entropy"], mine["on_first_position"]))
         rows.append({"model": name, "answer": top_answer(result), "score": top_score(result),
-                     "latency_ms": 1000 * float(getattr(result, "seconds", math.nan)),
-                     "layers": n_layers, **summary})
-    return pd.DataFrame(rows)
+                     "latency_ms": 1000 * float(getattr(result, "seconds", math.nan)), **_summary(stats)})
+    return pd.DataFrame(rows, columns=["model", "answer", "score", "latency_ms", *SUMMARY_COLUMNS])
 
 
 def _words(text: str) -> list[str]:

@@ -16,6 +16,7 @@ from torch import nn
 
 from .deferred_patterns import DEFERRED, PendingPattern
 from .hooks import HookPoint, is_hooked
+from .pattern_math import attention_scores, scale_heads, softmax_pattern
 from .rotary import apply_rotary
 
 
@@ -95,11 +96,8 @@ class Attention(nn.Module):
         # a hook on the scores or the pattern must see them during the forward, so it cannot be deferred
         defer = capture == DEFERRED and not (is_hooked(self.hook_attn_scores) or is_hooked(self.hook_pattern))
         if capture and not defer:
-            scores = torch.matmul(q_h, k_h.transpose(-1, -2)) * scale  # (B, H, T, S)
-            if mask is not None:
-                scores = scores + mask
-            scores = self.hook_attn_scores(scores)
-            pattern = self.hook_pattern(torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype))  # (B, H, T, S)
+            scores = self.hook_attn_scores(attention_scores(q_h, k_h, mask, scale))  # (B, H, T, S)
+            pattern = self.hook_pattern(softmax_pattern(scores, q.dtype))  # (B, H, T, S)
             z = torch.matmul(pattern, v_h)  # (B, H, T, dh)
         else:
             z = F.scaled_dot_product_attention(q_h, k_h, v_h, attn_mask=mask, scale=scale)  # (B, H, T, dh)
@@ -113,7 +111,7 @@ class Attention(nn.Module):
             if isinstance(pattern, PendingPattern):
                 pattern.head_scale = per_example
             elif pattern is not None:  # report what transformers 4.x reports under head_mask
-                pattern = pattern * per_example[:, :, None, None]
+                pattern = scale_heads(pattern, per_example)
         z = self.hook_z(z)
         out = self.o_proj(z.reshape(B, T, self.n_heads * self.d_head))  # (B, T, d)
         return out, pattern

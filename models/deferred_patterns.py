@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 import torch
 
+from .pattern_math import attention_scores, scale_heads, softmax_pattern
+
 DEFERRED = "deferred"  # the `capture` value that asks for patterns on demand
 
 
@@ -28,14 +30,9 @@ class PendingPattern:
     head_scale: torch.Tensor | None      # (B or 1, H) head-mask scales, applied as transformers 4.x reports them
 
     def compute(self) -> torch.Tensor:
-        """(B, H, T, S): the capture path's arithmetic (models/attention.py), step for step."""
-        scores = torch.matmul(self.q, self.k.transpose(-1, -2)) * self.scale
-        if self.mask is not None:
-            scores = scores + self.mask
-        pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(self.q.dtype)
-        if self.head_scale is not None:
-            pattern = pattern * self.head_scale[:, :, None, None]
-        return pattern
+        """(B, H, T, S): the capture path's arithmetic (models/pattern_math.py), on the same tensors."""
+        pattern = softmax_pattern(attention_scores(self.q, self.k, self.mask, self.scale), self.q.dtype)
+        return pattern if self.head_scale is None else scale_heads(pattern, self.head_scale)
 
 
 class DeferredPatterns:
@@ -56,11 +53,6 @@ class DeferredPatterns:
 
     def materialize(self) -> tuple[torch.Tensor, ...]:
         return tuple(self.layer(i) for i in range(len(self._layers)))
-
-    @property
-    def pending(self) -> int:
-        """Layers not computed yet (tests and benchmarks read this)."""
-        return sum(isinstance(entry, PendingPattern) for entry in self._layers)
 
 
 def collect(patterns: Sequence[Any]) -> tuple[torch.Tensor, ...] | DeferredPatterns:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 def joined_patterns(steps: Sequence[ForwardOutput], length: int, dtype: torch.dtype) -> DeferredPatterns | None:
     """Per layer, one pending causal pattern over all `length` positions; None if a step computed its
     patterns already (a hook on them was active), so the caller must run the text again."""
+    causal = additive_mask(torch.ones(1, length, dtype=torch.long), causal=True, dtype=dtype)  # (1, 1, T, T)
     layers = []
     for layer in range(len(steps[0].attentions)):
         pending = [step.attentions[layer] for step in steps]
@@ -32,7 +33,7 @@ def joined_patterns(steps: Sequence[ForwardOutput], length: int, dtype: torch.dt
         layers.append(PendingPattern(
             q=torch.cat([p.q for p in pending], dim=2),  # (1, H, T, dh): each step's new queries
             k=last.k,  # (1, H, T, dh): the cache after the last step holds every key
-            mask=additive_mask(torch.ones(1, length, dtype=torch.long), causal=True, dtype=dtype),
+            mask=causal,
             scale=last.scale, head_scale=last.head_scale))
     return DeferredPatterns(layers)
 

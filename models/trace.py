@@ -46,9 +46,9 @@ class Trace:
 
     def _extra_patterns(self, key: str) -> tuple[torch.Tensor, ...]:
         """An extras entry of per-layer patterns, computed now (and kept) if it was deferred."""
-        value = self.extras.get(key, ())
-        if isinstance(value, DeferredPatterns):
-            value = self.extras[key] = value.materialize()
+        if key not in self.extras:
+            return ()
+        value = self.extras[key] = materialized(self.extras[key])
         return value
 
     @property
@@ -105,9 +105,7 @@ class _PatternsOnRead:
     def __get__(self, trace: "Trace | None", owner: type | None = None):
         if trace is None:
             return self
-        value = trace.__dict__[self.slot]
-        if isinstance(value, DeferredPatterns):
-            value = trace.__dict__[self.slot] = value.materialize()
+        value = trace.__dict__[self.slot] = materialized(trace.__dict__[self.slot])
         return value
 
     def __set__(self, trace: "Trace", value) -> None:

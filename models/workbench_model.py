@@ -143,27 +143,28 @@ class WorkbenchModel:
     def generate(self, text: str, max_new_tokens: int = 20) -> list[int]:
         """Greedy continuation: the ids of the new tokens. Past keys and values are cached, so each
         step runs only the newest token (masks active in this context apply to every step)."""
-        new, _ = self._decode(text, max_new_tokens, capture=False)
+        new, _ = self._decode(self.encode(text).input_ids, max_new_tokens, capture=False)
         return new
 
     @torch.no_grad()
     def generate_traced(self, text: str, max_new_tokens: int = 20) -> tuple[list[int], Trace]:
         """`generate`, and the trace of prompt + continuation assembled from the decoding steps (one extra
         one-token step runs the last new token; see models/generation_trace.py). Patterns are deferred."""
-        new, steps = self._decode(text, max_new_tokens, capture=DEFERRED)
         encoded = self.encode(text)
-        prompt = encoded.input_ids[0].tolist()
-        trace = trace_from_steps(self, prompt + new, steps)
+        new, steps = self._decode(encoded.input_ids, max_new_tokens, capture=DEFERRED)
+        ids = encoded.input_ids[0].tolist() + new
+        trace = trace_from_steps(self, ids, steps)
         if trace is None:  # a hook on the patterns saw them step by step: run the whole text once more
-            trace = self.run(input_ids=torch.tensor([prompt + new]), capture=DEFERRED)
+            trace = self.run(input_ids=torch.tensor([ids]), capture=DEFERRED)
         trace.texts, trace.warnings = [text], list(encoded.warnings)
         return new, trace
 
-    def _decode(self, text: str, max_new_tokens: int, capture: bool | str) -> tuple[list[int], list[ForwardOutput]]:
-        """Greedy steps; with capture, every step's output is kept and the last new token is run too."""
+    def _decode(self, ids: torch.Tensor, max_new_tokens: int,
+                capture: bool | str) -> tuple[list[int], list[ForwardOutput]]:
+        """Greedy steps from the prompt `ids` (1, T); with capture, every step's output is kept and the last
+        new token is run too."""
         if self.task != "causal-lm":
             raise InputError(f"{self.name or self.family} has no language-modelling head to generate with.")
-        ids = self.encode(text).input_ids  # (1, T)
         cache: list[dict[str, torch.Tensor]] = [{} for _ in self.network.blocks]
         new: list[int] = []
         steps: list[ForwardOutput] = []

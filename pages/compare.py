@@ -6,7 +6,7 @@ import hashlib
 
 import streamlit as st
 
-from analysis.compare import SUMMARY_COLUMNS, answer_agreement, attention_profile, comparison_table, top_answer
+from analysis.compare import SUMMARY_COLUMNS, answer_agreement, attention_profile, comparison_table
 from app.guard import shown_errors
 from app.media_inputs import audio_input, image_input
 from app.modal_plots import agreement_figure, attention_profile_figure, latency_figure
@@ -67,17 +67,21 @@ if run:
             errors[entry] = f"{type(error).__name__}: {error}"
         progress.progress((i + 1) / len(picked), text=f"{entry} done")
     progress.empty()
-    st.session_state["cmp_last"] = {"kind": kind, "input": digest, "label": label, "results": results, "errors": errors}
+    # summarised once here, so reruns (a download, a widget) redraw from the table and the traces, which can
+    # hold hundreds of megabytes of encoder attention, are not kept in the session
+    profile = attention_profile(results)
+    table = comparison_table(results, profile)
+    table.insert(1, "input", label)
+    st.session_state["cmp_last"] = {"kind": kind, "input": digest, "table": table, "profile": profile,
+                                    "errors": errors}
 
 last = st.session_state.get("cmp_last")
 if last and last["kind"] == kind:
     with shown_errors("comparing"):
         for entry, message in last["errors"].items():
             st.error(f"{entry}: {message}")
-        results = last["results"]
-        if results:
-            table = comparison_table(results)
-            table.insert(1, "input", last["label"])
+        table, profile = last["table"], last["profile"]
+        if len(table):
             st.subheader("Results")
             answers = table[[c for c in table.columns if c not in SUMMARY_COLUMNS]]
             # a fixed answer width, so a long generated text cannot push score and latency out of view
@@ -96,13 +100,13 @@ if last and last["kind"] == kind:
                 st.plotly_chart(latency_figure(list(table["model"]), list(table["latency_ms"])), key="cmp_latency")
             with right:
                 st.markdown("**Agreement** (1 − word error rate between answers)")
-                agreement = answer_agreement({name: top_answer(r) for name, r in results.items()})
+                agreement = answer_agreement(dict(zip(table["model"], table["answer"])))
                 st.plotly_chart(agreement_figure(agreement), key="cmp_agreement")
             st.subheader("Attention summary")
             st.caption("Mean entropy of the attention rows (nats; lower = more focused heads) in the first and last "
                        "layer, and the share of last-layer attention on the first position (an 'attention sink'). "
                        "Speech and image models are summarised by their encoder.")
             st.dataframe(table[["model", *SUMMARY_COLUMNS]].round(3), hide_index=True, key="cmp_attention")
-            st.plotly_chart(attention_profile_figure(attention_profile(results)), key="cmp_profile")
+            st.plotly_chart(attention_profile_figure(profile), key="cmp_profile")
 elif not picked:
     st.info("Choose at least one model.")

@@ -137,7 +137,8 @@ class TextGenerationPipeline(Pipeline):
         if not isinstance(prompt, str) or not prompt:
             raise InputError("text-generation needs a non-empty prompt.")
         new, trace = self.model.generate_traced(prompt, max_new_tokens=max_new_tokens)
-        prompt_ids = self.model.encode(prompt).input_ids[0].tolist()
+        ids = trace.input_ids[0].tolist()
+        prompt_ids = ids[: len(ids) - len(new)]
         # as transformers: decode everything, then cut the decoded prompt off (spacing between them is kept)
         tok = self.model.tokenizer
         full = tok.decode(prompt_ids + new, skip_special_tokens=True)

@@ -63,3 +63,14 @@ def test_a_model_that_cannot_do_the_task_is_reported_and_the_page_stays_up(tiny_
     assert not at.exception
     assert any("masked-language-model head" in e.value for e in at.error)
     assert list(at.dataframe[0].value["model"]) == ["text-classification · minilm-sentiment"]
+
+
+def test_when_every_model_fails_the_errors_show_and_no_empty_table(tiny_media):  # noqa: F811
+    at = open_page("compare.py")
+    at.session_state["cmp_extra"] = ["fill-mask · minilm"]
+    at.run()
+    at.multiselect(key="cmp_models_text").set_value(["fill-mask · minilm"]).run()
+    at.button(key="cmp_run").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] and "masked-language-model head" in at.error[0].value
+    assert not at.dataframe and "Results" not in [h.value for h in at.subheader]
