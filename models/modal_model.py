@@ -38,6 +38,14 @@ class ModalWorkbenchModel(WorkbenchModel):
                 f"{self.n_heads} heads, d_model {self.config.d_model}, task {self.task})")
 
     @property
+    def can_generate(self) -> bool:
+        return False
+
+    @property
+    def has_lm_head(self) -> bool:
+        return False
+
+    @property
     def sampling_rate(self) -> int | None:
         return getattr(self.processor, "sampling_rate", None)
 

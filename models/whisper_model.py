@@ -42,6 +42,22 @@ class WhisperWorkbenchModel(ModalWorkbenchModel):
         self.generation_config = json.loads(path.read_text()) if path and path.exists() else {}
 
     # ------------------------------------------------------------------ facts
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return True
+
+    @property
+    def can_generate(self) -> bool:
+        return True
+
+    @property
+    def has_lm_head(self) -> bool:
+        return True
+
+    @property
+    def stacks(self) -> tuple[str, ...]:
+        return ("encoder", "decoder", "cross")
+
     def head_ids(self) -> list[list[int]]:
         """Decoder self-attention heads per layer: the layers of `trace.attentions`."""
         return [list(block.attn.head_ids) for block in self.network.decoder.blocks]

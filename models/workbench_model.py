@@ -21,7 +21,7 @@ from .generation_trace import trace_from_steps
 from .errors import HeadIndexError, InputError
 from .families import FAMILIES
 from .head_selection import HeadSpec, check_scale_shapes, head_scales_from_spec, selected_heads
-from .heads import head_format, hf_body_prefix
+from .heads import PIPELINE_TASKS, head_format, hf_body_prefix
 from .hooks import HookFn, attach_hooks, name_hook_points
 from .mask_context import masks_active, with_active_masks
 from .tokenization import TextInput, TextTokenizer
@@ -34,6 +34,9 @@ DEFAULT_MAX_TOKENS = 1024
 
 
 class WorkbenchModel:
+    modality = "text"          # what it reads: "text", "image" or "audio"
+    is_native = True           # our own implementation (every feature); a bridged model says False
+
     def __init__(self, network: TransformerModel, config: ModelConfig, tokenizer: TextTokenizer | None,
                  name: str = "", task: str | None = None, labels: dict[int, str] | None = None,
                  source: str = "") -> None:
@@ -50,6 +53,31 @@ class WorkbenchModel:
     @property
     def family(self) -> str:
         return self.config.family
+
+    # ------------------------------------------------------------------ capabilities: pages ask these, never names
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return False
+
+    @property
+    def can_generate(self) -> bool:
+        """`generate` works: a causal LM head (text) or a decoder (speech, text-to-text)."""
+        return self.task == "causal-lm"
+
+    @property
+    def has_lm_head(self) -> bool:
+        """Logits over the vocabulary at every position, so a logit lens reads every layer."""
+        return self.task in ("causal-lm", "masked-lm")
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The pipeline tasks (models.pipeline) this model serves as it is."""
+        return PIPELINE_TASKS.get(self.task or "", ())
+
+    @property
+    def stacks(self) -> tuple[str, ...]:
+        """Names of the attention stacks heads are keyed by: one for encoder-only or decoder-only models."""
+        return ("decoder",) if self.config.causal else ("encoder",)
 
     @property
     def n_layers(self) -> int:
