@@ -1,6 +1,7 @@
 """Image and audio pickers shared by pages: the bundled samples, or a file the user uploads."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,11 @@ def audio_input(key: str) -> tuple[Any, str] | None:
         return (uploaded.getvalue(), uploaded.name) if uploaded is not None else None
     path = SPEECH / choice
     return str(path), choice
+
+
+def source_key(source: Any) -> str:
+    """A short key for a picked source, to memoise results by: the path, or a digest of uploaded bytes."""
+    return hashlib.sha1(source).hexdigest() if isinstance(source, bytes) else str(source)
 
 
 def transcript_of(label: str) -> str | None:

@@ -11,19 +11,19 @@ from pathlib import Path
 
 import streamlit as st
 
-from models.embedded import DESCRIPTIONS, embedded_names
+from models.embedded import DESCRIPTIONS, embedded_names, embedded_names_for
 
 from .model_cache import session_models
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL, HUB = "Local folder…", "Hugging Face hub id…"
-TEXT_MODELS = ["minilm", "sre-minilm", "smollm2"]
 _FROM_LINK = "_sidebar_read_link"
 
 
 def model_choices() -> list[str]:
-    names = [n for n in embedded_names() if n in TEXT_MODELS] + [n for n in embedded_names() if n not in TEXT_MODELS]
-    return names + list(session_models()) + [LOCAL, HUB]
+    """Embedded text models first (most pages read text), the other embedded ones, this session's, then a folder or id."""
+    text = embedded_names_for("text")
+    return text + [n for n in embedded_names() if n not in text] + list(session_models()) + [LOCAL, HUB]
 
 
 def _apply_link_once() -> None:

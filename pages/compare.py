@@ -2,45 +2,39 @@
 agreement between their answers, and a compact attention summary each; exportable as CSV."""
 from __future__ import annotations
 
-import hashlib
-
 import streamlit as st
 
 from analysis.compare import SUMMARY_COLUMNS, answer_agreement, attention_profile, comparison_table
 from app.guard import shown_errors
-from app.media_inputs import audio_input, image_input
+from app.media_inputs import audio_input, image_input, source_key
 from app.modal_plots import agreement_figure, attention_profile_figure, latency_figure
-from app.model_cache import get_model, session_models
+from app.model_cache import get_model
+from app.model_kinds import pipeline_pairs, pipeline_tasks_for
 from app.sidebar import example_sentences
 from models.errors import WorkbenchError
 from models.pipelines import pipeline
 
-# task · model pairs offered per input kind (session models of this user are added under every kind)
-CHOICES = {
-    "text": ["text-classification · minilm-sentiment", "text-generation · smollm2"],
-    "image": ["image-classification · vit-digits"],
-    "audio": ["automatic-speech-recognition · whisper-tiny.en"],
-}
-TASKS = {"text": ["text-classification", "text-generation", "fill-mask", "token-classification", "question-answering"],
-         "image": ["image-classification"], "audio": ["automatic-speech-recognition", "audio-classification"]}
+SEP = " · "  # an entry is "task · model name"
 
 st.header("Compare")
 st.caption("Run several models or pipelines on the same input. Results, latency, agreement and an attention "
            "summary per model; download the table as CSV.")
 
 kind = st.radio("Input", ["text", "image", "audio"], horizontal=True, key="cmp_kind")
-choices = list(CHOICES[kind])
-for own in session_models():
-    choices.append(f"{TASKS[kind][0]} · {own}")
+tasks = pipeline_tasks_for(kind)
+# only what reads this kind of input: embedded defaults, this session's own models by their own modality, and
+# the folders or hub ids added below under a task for this input
+choices = [f"{task}{SEP}{name}" for task, name in pipeline_pairs(kind)]
 extra = st.session_state.setdefault("cmp_extra", [])
-choices += [c for c in extra if c.split(" · ")[0] in TASKS[kind]]
-picked = st.multiselect("Models", choices, default=choices[: min(2, len(choices))], key=f"cmp_models_{kind}")
+choices += [c for c in extra if c.split(SEP)[0] in tasks and c not in choices]
+picked = st.multiselect("Models", choices, default=choices[: min(2, len(choices))], key=f"cmp_models_{kind}",
+                        wrap=True)
 with st.expander("Add a model (folder or hub id)"):
     col1, col2 = st.columns([1, 2])
-    task = col1.selectbox("Task", TASKS[kind], key=f"cmp_add_task_{kind}")
+    task = col1.selectbox("Task", tasks, key=f"cmp_add_task_{kind}")
     where = col2.text_input("Model", key=f"cmp_add_name_{kind}", placeholder="/path/to/model or owner/name")
     if st.button("Add", key=f"cmp_add_{kind}") and where.strip():
-        extra.append(f"{task} · {where.strip()}")
+        extra.append(f"{task}{SEP}{where.strip()}")
         st.rerun()
 
 if kind == "text":
@@ -49,14 +43,14 @@ if kind == "text":
 else:
     picked_input = image_input("cmp") if kind == "image" else audio_input("cmp")
     source, label = picked_input if picked_input else (None, "")
-    digest = hashlib.sha1(source).hexdigest() if isinstance(source, bytes) else str(source)
+    digest = source_key(source)
 
 run = st.button("Compare", type="primary", key="cmp_run", disabled=not picked or source is None)
 if run:
     results, errors = {}, {}
     progress = st.progress(0.0, text="Running…")
     for i, entry in enumerate(picked):
-        task_name, model_name = entry.split(" · ", 1)
+        task_name, model_name = entry.split(SEP, 1)
         try:
             pipe = pipeline(task_name, get_model(model_name))
             pipe(source)  # warm-up: the first call pays one-time costs (allocations, lazy imports)
@@ -84,9 +78,11 @@ if last and last["kind"] == kind:
         if len(table):
             st.subheader("Results")
             answers = table[[c for c in table.columns if c not in SUMMARY_COLUMNS]]
-            # a fixed answer width, so a long generated text cannot push score and latency out of view
+            # a fixed answer width, so a long generated text cannot push score and latency out of view; the model
+            # column as wide as its longest "task · name" (about 8 px a character), so no name is cut short
+            model_width = max(210, 8 * int(table["model"].str.len().max()) + 24)
             st.dataframe(answers.round(4), hide_index=True, key="cmp_table",
-                         column_config={"model": st.column_config.TextColumn("model", width=210),
+                         column_config={"model": st.column_config.TextColumn("model", width=model_width),
                                         "input": st.column_config.TextColumn("input", width=150),
                                         "answer": st.column_config.TextColumn("answer", width=330),
                                         "score": st.column_config.NumberColumn("score", width=70, format="%.4f"),

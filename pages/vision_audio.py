@@ -2,35 +2,28 @@
 of output tokens with audio time, and encoder self-attention over the recording."""
 from __future__ import annotations
 
-import hashlib
-
 import streamlit as st
 
 from analysis.modal_attention import (MEAN, audio_self_attention, cross_attention_alignment, patch_attention_map,
                                       patch_rollout_map, token_times)
 from app.guard import shown_errors
-from app.media_inputs import audio_input, image_input, transcript_of
+from app.media_inputs import audio_input, image_input, source_key, transcript_of
 from app.modal_plots import alignment_figure, audio_attention_figure, patch_overlay
 from app.model_cache import get_model
-from app.sidebar import TEXT_MODELS, selected_model_name
+from app.model_kinds import modality_of, names_for
+from app.sidebar import selected_model_name
 from app.state import keep_valid, session_memo
 from models.preprocessing import load_image
-
-MODELS = ["vit-digits", "whisper-tiny.en"]
 
 st.header("Images & audio")
 st.caption("Attention over image patches, and over time in speech. Pick a model and a sample, or upload your own.")
 
-options = list(MODELS)
+options = names_for("image") + names_for("audio")  # embedded and this session's own, by what they read
 sidebar_choice = selected_model_name()
-if sidebar_choice and sidebar_choice not in TEXT_MODELS and sidebar_choice not in options:
+if sidebar_choice and modality_of(sidebar_choice) is None:  # a folder or hub id: what it reads shows once loaded
     options.append(sidebar_choice)
 keep_valid("va_model", options, options[0])
 name = st.selectbox("Model", options, key="va_model")
-
-
-def _key(source) -> str:
-    return hashlib.sha1(source).hexdigest() if isinstance(source, bytes) else str(source)
 
 
 def image_view(model) -> None:
@@ -39,7 +32,7 @@ def image_view(model) -> None:
         st.info("Upload an image to begin.")
         return
     source, label = picked
-    trace = session_memo("va_image", (name, _key(source)), lambda: model.run(images=[source]), max_entries=3)
+    trace = session_memo("va_image", (name, source_key(source)), lambda: model.run(images=[source]), max_entries=3)
     image = load_image(source)
     if trace.logits is not None:
         probs = trace.logits[0].float().softmax(-1)
@@ -71,7 +64,7 @@ def audio_view(model) -> None:
         st.info("Upload a recording to begin.")
         return
     source, label = picked
-    trace = session_memo("va_audio", (name, _key(source)), lambda: model.run(audio=[source]), max_entries=2)
+    trace = session_memo("va_audio", (name, source_key(source)), lambda: model.run(audio=[source]), max_entries=2)
     wave, rate = trace.extras["waveforms"][0], trace.extras["sampling_rate"]
     st.audio(wave, sample_rate=rate)
     if "transcripts" in trace.extras:
@@ -99,10 +92,9 @@ def audio_view(model) -> None:
 
 with shown_errors("running the model"):
     model = get_model(name)
-    modality = getattr(model, "modality", "text")
-    if modality == "image":
+    if model.modality == "image":
         image_view(model)
-    elif modality == "audio":
+    elif model.modality == "audio":
         audio_view(model)
     else:
         st.info(f"{name} reads text; choose an image or audio model here, or use the Attention page.")

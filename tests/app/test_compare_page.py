@@ -74,3 +74,28 @@ def test_when_every_model_fails_the_errors_show_and_no_empty_table(tiny_media): 
     assert not at.exception
     assert [e.value for e in at.error] and "masked-language-model head" in at.error[0].value
     assert not at.dataframe and "Results" not in [h.value for h in at.subheader]
+
+
+def test_session_models_are_offered_only_for_the_input_they_read(tiny_media):  # noqa: F811
+    """A pruned text model (this session's own) is a text model: never offered, let alone preselected, for images."""
+    at = open_page("compare.py")
+    at.session_state["session_models"] = {
+        "minilm-sentiment − 1 head": models.load_model("minilm-sentiment").prune_heads({0: [0]}),
+        "vit-digits − 1 head": models.load_model("vit-digits").prune_heads({0: [0]}),
+    }
+    at.run()
+    at.radio(key="cmp_kind").set_value("image").run()
+    assert not at.exception and not at.error
+    image = at.multiselect(key="cmp_models_image")
+    assert image.options == ["image-classification · vit-digits", "image-classification · vit-digits − 1 head"]
+    assert image.value == image.options
+    at.radio(key="cmp_kind").set_value("text").run()
+    text_options = at.multiselect(key="cmp_models_text").options
+    assert "text-classification · minilm-sentiment − 1 head" in text_options
+    assert not any("vit-digits" in o for o in text_options)
+    at.radio(key="cmp_kind").set_value("audio").run()
+    audio = at.multiselect(key="cmp_models_audio")
+    assert audio.options == ["automatic-speech-recognition · whisper-tiny.en"] == audio.value
+    at.button(key="cmp_run").click().run()
+    assert not at.exception and not at.error
+    assert list(at.dataframe[0].value["model"]) == ["automatic-speech-recognition · whisper-tiny.en"]

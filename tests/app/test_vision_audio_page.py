@@ -70,3 +70,18 @@ def test_a_text_model_gets_a_plain_message(tiny_media):
     at = open_page("vision_audio.py", query={"model": "minilm"})
     assert not at.exception and not at.error
     assert at.selectbox(key="va_model").value == "vit-digits"
+
+
+def test_session_models_are_offered_by_what_they_read(tiny_media):
+    """The picker lists image and audio models only: a pruned copy of a text model, picked in the sidebar, is not one."""
+    at = open_page("vision_audio.py")
+    at.session_state["session_models"] = {
+        "minilm-sentiment − 1 head": models.load_model("minilm-sentiment").prune_heads({0: [0]}),
+        "vit-digits − 1 head": models.load_model("vit-digits").prune_heads({0: [0]}),
+    }
+    at.run()
+    at.selectbox(key="model_choice").set_value("minilm-sentiment − 1 head").run()
+    assert at.selectbox(key="va_model").options == ["vit-digits", "vit-digits − 1 head", "whisper-tiny.en"]
+    at.selectbox(key="va_model").set_value("vit-digits − 1 head").run()
+    assert not at.exception and not at.error
+    assert chart_traces(at, "va_patch_overlay")
