@@ -6,7 +6,6 @@ import torch
 
 from analysis.attribution import attribute_text, rank_correlation
 from models import load_model
-from models.errors import ModelNotFoundError
 
 pytestmark = pytest.mark.slow
 
@@ -39,10 +38,7 @@ def test_integrated_gradients_are_complete_on_minilm_with_a_classification_head(
 
 
 def test_a_clearly_positive_sentence_puts_positive_mass_on_its_sentiment_words():
-    try:
-        model = load_model("minilm-sentiment")
-    except ModelNotFoundError as missing:
-        pytest.skip(f"minilm-sentiment (issue 5, the trained sentiment classifier) does not exist yet: {missing}")
+    model = load_model("minilm-sentiment")
     positive = next(i for i, label in model.labels.items() if label.lower().startswith("pos"))
     report = attribute_text(model, POSITIVE_TEXT, methods=["integrated_gradients", "occlusion"], target=positive)
     assert report.target.probability > 0.5  # the model does find it positive
