@@ -140,8 +140,6 @@ def test_prune_makes_a_session_copy_and_reports_what_it_removed(tiny_models):
 
 @pytest.fixture
 def sentiment_classifier(tmp_path):
-    if not SENTIMENT.exists():
-        pytest.skip("sample_data/sentiment.csv is not in this checkout")
     make_checkpoint("bert-cls", tmp_path, initializer_range=0.3, id2label={0: "negative", 1: "positive"},
                     label2id={"negative": 0, "positive": 1})
     return tmp_path
