@@ -85,7 +85,8 @@ def prediction_change(before: WorkbenchModel, after: WorkbenchModel, text: str, 
         p_old = old.logits[0, where_old].softmax(-1)  # (V_old,)
         p_new = new.logits[0, where_new].softmax(-1)  # (V_new,): the new tokens compete for probability too
         top = list(dict.fromkeys(p_new.topk(top_k).indices.tolist() + p_old.topk(top_k).indices.tolist()))
-        outputs = [(_token(after, i), float(p_old[i]) if i < len(p_old) else 0.0, float(p_new[i])) for i in top]
+        outputs = [(_token(after, i), 0.0 if _is_new(before, after, i, len(p_old)) else float(p_old[i]), float(p_new[i]))
+                   for i in top]
     else:
         vec_old, vec_new = _mean_pooled(old), _mean_pooled(new)
         outputs = [("sentence vector cosine(before, after)", 1.0, float(F.cosine_similarity(vec_old, vec_new, dim=0)))]
@@ -96,6 +97,20 @@ def prediction_change(before: WorkbenchModel, after: WorkbenchModel, text: str, 
 
 def _token(model: WorkbenchModel, index: int) -> str:
     return model.tokenizer.id_to_token(int(index)) if model.tokenizer is not None else str(int(index))
+
+
+def _is_new(before: WorkbenchModel, after: WorkbenchModel, index: int, old_rows: int) -> bool:
+    """Whether id `index` is a token only the new tokenizer has: it had probability 0 before.
+
+    A new id can fall inside the old output rows: checkpoints often carry more embedding rows than
+    their tokenizer has tokens (padded vocabularies), and `add_tokens` gives the next free id, whose
+    unused row the old model still scored.
+    """
+    if index >= old_rows:
+        return True
+    if before.tokenizer is None or after.tokenizer is None:
+        return False
+    return before.tokenizer.backend.id_to_token(index) is None and after.tokenizer.backend.id_to_token(index) is not None
 
 
 def _first(ids: torch.Tensor, value: int | None) -> int | None:
