@@ -41,7 +41,10 @@ def pruned_spec(heads: dict[int, list[int]]) -> PrunedSpec:
 def _model_for(models: WorkerModels, name: str, pruned: PrunedSpec) -> Any:
     if not pruned:
         return models.get(name)
-    return models.derived(name, pruned, lambda m: m.prune_heads({layer: list(hs) for layer, hs in pruned}))
+    def prune(model: Any) -> Any:
+        with torch.inference_mode(False), torch.no_grad():  # plain tensors: a later importance sweep takes gradients
+            return model.prune_heads({layer: list(hs) for layer, hs in pruned})
+    return models.derived(name, pruned, prune)
 
 
 @dataclass(frozen=True)
@@ -137,13 +140,13 @@ class LossSweep(_LossSweep):
     kind = "loss"
     label = "loss"
 
-    @torch.inference_mode()
     def run_shard(self, models: WorkerModels, shard: Shard) -> Partial:
         model = _model_for(models, self.model, self.pruned)
         loss_sum = correct = scored = 0.0
         counted = 0
         for batch in self.eval_set(model, shard).batches:
-            scores = batch_scores(model, batch)
+            with torch.no_grad():
+                scores = batch_scores(model, batch)
             mask = scores.scored > 0
             loss_sum += float(scores.loss[mask].double().sum())
             counted += int(mask.sum())
