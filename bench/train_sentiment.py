@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from models import load_model
+from models.loading import resolve_folder
 from models.labelled_data import read_labelled_texts, split_off
 from models.training import TrainingConfig, evaluate, train
 
@@ -27,6 +28,10 @@ LABELS = ["negative", "positive"]
 # The shipped recipe (models/embedded/minilm-sentiment/README.md explains the choice)
 RECIPE = TrainingConfig(epochs=10, batch_size=16, learning_rate=2e-4, weight_decay=0.01, warmup_ratio=0.1,
                         trainable=("head", "pooler", "last_layer"), seed=0, early_stopping_patience=3)
+
+
+def _base_folder(name: str) -> Path:
+    return resolve_folder(name)[0]
 
 
 def main() -> None:
@@ -83,11 +88,11 @@ def export(result, config: TrainingConfig, folder: Path, accuracy: float, n_fit:
             "trained_parameters": result.trained_parameters, "epochs_run": len(result.history),
             "best_epoch": result.best_epoch, "learning_rate": config.learning_rate, "batch_size": config.batch_size,
             "seed": config.seed, "training_seconds_wall": round(wall, 1), "training_seconds_cpu": round(cpu, 1)}
-    save_delta(result.model, "minilm", folder, card)
+    save_delta(result.model, "minilm", folder, card, resolve=_base_folder)
     with tempfile.TemporaryDirectory() as scratch:
-        shipped = evaluate(load_folder(compose(folder, Path(scratch) / "composed")), test_split)
+        shipped = evaluate(load_folder(compose(folder, Path(scratch) / "composed", resolve=_base_folder)), test_split)
     card["held_out_accuracy"] = round(shipped.accuracy, 4)
-    save_delta(result.model, "minilm", folder, card)  # again, now with the shipped weights' accuracy in the card
+    save_delta(result.model, "minilm", folder, card, resolve=_base_folder)  # again, now with the shipped weights' accuracy in the card
     (folder / "README.md").write_text(model_card(card, result))
     print(f"exported to {folder}: shipped weights score {shipped.accuracy:.3f} on the held-out split")
 

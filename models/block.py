@@ -56,36 +56,59 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """One transformer layer. `norm_first` is the GPT-2/Llama layout; otherwise BERT's post-norm."""
+    """One transformer layer. `norm_first` is the GPT-2/Llama layout; otherwise BERT's post-norm.
 
-    def __init__(self, attn: Attention, mlp: MLP, norm_kind: str, d_model: int, eps: float, norm_first: bool) -> None:
+    With `cross_attn` (an encoder-decoder's decoder) the layer attends to the encoder's output
+    between self-attention and the MLP, with its own norm (`ln_cross`)."""
+
+    def __init__(self, attn: Attention, mlp: MLP, norm_kind: str, d_model: int, eps: float, norm_first: bool,
+                 cross_attn: Attention | None = None) -> None:
         super().__init__()
         self.norm_first = norm_first
         self.attn = attn
+        self.cross_attn = cross_attn
         self.mlp = mlp
         self.ln1 = make_norm(norm_kind, d_model, eps)
+        self.ln_cross = make_norm(norm_kind, d_model, eps) if cross_attn is not None else None
         self.ln2 = make_norm(norm_kind, d_model, eps)
         self.hook_resid_pre = HookPoint("(B, T, d) block input")
         self.hook_attn_out = HookPoint("(B, T, d) attention output after projection")
         self.hook_resid_mid = HookPoint("(B, T, d) after attention and its residual")
+        if cross_attn is not None:
+            self.hook_cross_out = HookPoint("(B, T, d) cross-attention output after projection")
+            self.hook_resid_cross = HookPoint("(B, T, d) after cross-attention and its residual")
         self.hook_mlp_out = HookPoint("(B, T, d) MLP output")
         self.hook_resid_post = HookPoint("(B, T, d) block output")
 
-    def forward(self, x, mask, rotary, head_scale, capture, cache=None, queries=None):
-        """`queries` (a LongTensor of positions): compute this block's output at those positions only, each
-        attending to every key; for a last layer of which only some outputs are read (see TransformerModel)."""
+    def forward(self, x, mask, rotary, head_scale, capture, cache=None, queries=None, cross=None):
+        """Returns (output, self-attention pattern, cross-attention pattern or None).
+
+        `queries` (a LongTensor of positions): compute this block's output at those positions only, each
+        attending to every key; for a last layer of which only some outputs are read (see TransformerModel).
+        `cross`: (the encoder output or its keys and values, its additive mask, head scale) for `cross_attn`."""
         x = self.hook_resid_pre(x)
         if self.norm_first:
             attn_out, pattern = self._attend(self.ln1(x), mask, rotary, head_scale, capture, cache, queries)
             x = x if queries is None else x[:, queries]
             mid = self.hook_resid_mid(x + self.hook_attn_out(attn_out))
+            mid, cross_pattern = self._cross(mid, cross, capture)
             out = mid + self.hook_mlp_out(self.mlp(self.ln2(mid)))
         else:
             attn_out, pattern = self._attend(x, mask, rotary, head_scale, capture, cache, queries)
             x = x if queries is None else x[:, queries]
             mid = self.hook_resid_mid(self.ln1(x + self.hook_attn_out(attn_out)))
+            mid, cross_pattern = self._cross(mid, cross, capture)
             out = self.ln2(mid + self.hook_mlp_out(self.mlp(mid)))
-        return self.hook_resid_post(out), pattern
+        return self.hook_resid_post(out), pattern, cross_pattern
+
+    def _cross(self, mid, cross, capture):
+        if self.cross_attn is None:
+            return mid, None
+        kv, mask, scale = cross
+        h = self.ln_cross(mid) if self.norm_first else mid
+        cross_out, pattern = self.cross_attn(h, mask, None, scale, capture, kv=kv)
+        joined = mid + self.hook_cross_out(cross_out)
+        return self.hook_resid_cross(joined if self.norm_first else self.ln_cross(joined)), pattern
 
     def _attend(self, h, mask, rotary, head_scale, capture, cache, queries):
         if queries is None:

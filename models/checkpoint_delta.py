@@ -13,31 +13,35 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import ModelNotFoundError, WeightFileError
 from .weights import read_state_dict
-from .workbench_model import WorkbenchModel
+
+if TYPE_CHECKING:
+    from .workbench_model import WorkbenchModel
+
+# base name -> its folder; the default reads the name as a folder path (models.loading.resolve_folder knows more)
+Resolve = Callable[[str], Path]
 
 DELTA_FILE = "delta.safetensors"
 BASE_FILE = "base.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
-def save_delta(model: WorkbenchModel, base: str, folder: str | Path, card: dict[str, Any] | None = None,
-               dtype: torch.dtype = torch.float16) -> Path:
+def save_delta(model: "WorkbenchModel", base: str, folder: str | Path, card: dict[str, Any] | None = None,
+               dtype: torch.dtype = torch.float16, resolve: Resolve = Path) -> Path:
     """Write the tensors of `model` that differ from the embedded model `base`, its config, and a card.
 
     Changed tensors are stored in `dtype` (float16 halves the size; compose loads them as float32,
     and the card's numbers must be measured on the composed model, which `card` is for).
     """
-    from .loading import resolve_folder
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    base_folder, _ = resolve_folder(base)
+    base_folder = resolve(base)
     base_state = read_state_dict(base_folder)
     with tempfile.TemporaryDirectory() as scratch:
         model.save_pretrained(scratch)
@@ -60,14 +64,13 @@ def save_delta(model: WorkbenchModel, base: str, folder: str | Path, card: dict[
     return folder
 
 
-def compose(delta_folder: str | Path, out: str | Path) -> Path:
-    """Base checkpoint + delta -> a complete Hugging Face folder at `out` (float32)."""
-    from .loading import resolve_folder
+def compose(delta_folder: str | Path, out: str | Path, resolve: Resolve = Path) -> Path:
+    """Base checkpoint + delta -> a complete Hugging Face folder at `out` (float32); `resolve` finds the base."""
     delta_folder, out = Path(delta_folder), Path(out)
     if not (delta_folder / BASE_FILE).exists():
         raise ModelNotFoundError(f"{delta_folder} is not a saved delta: {BASE_FILE} is missing.")
     meta = json.loads((delta_folder / BASE_FILE).read_text())
-    base_folder, _ = resolve_folder(meta["base"])
+    base_folder = resolve(meta["base"])
     prefix = meta.get("body_prefix", "")
     unused = set(meta.get("unused_base_tensors", []))
     state = {prefix + name: tensor for name, tensor in read_state_dict(base_folder).items() if name not in unused}

@@ -1,14 +1,21 @@
-"""One configuration dataclass for every family, read from and written to Hugging Face config.json."""
+"""One configuration dataclass for every family, read from and written to Hugging Face config.json.
+
+Heads are keyed by `(stack, layer)` everywhere. A decoder-only or encoder-only model has one
+stack ("decoder" or "encoder"); an encoder-decoder has three: "encoder" (its self-attention),
+"decoder" (the decoder's self-attention) and "cross" (the decoder's attention to the encoder).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+HeadKey = tuple[str, int]  # (stack, layer)
+
 
 @dataclass
 class ModelConfig:
     family: str                      # key in models.families.FAMILIES ("bert", "gpt2", "llama", ...)
-    n_layers: int                    # transformer blocks
+    n_layers: int                    # transformer blocks of the main stack
     n_heads: int                     # query heads per layer before any pruning
     n_kv_heads: int                  # key/value heads (== n_heads unless grouped-query attention)
     d_model: int                     # width of the residual stream
@@ -23,21 +30,45 @@ class ModelConfig:
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     tie_word_embeddings: bool = False
-    rope_theta: float = 10000.0      # llama-type only
+    rope_theta: float = 10000.0      # rotary families only
     attention_bias: bool = True      # q/k/v projections carry a bias
     output_bias: bool = True         # attention output projection carries a bias
     mlp_bias: bool = True
-    # {layer: [original head indices removed]}: transformers 4.x's `pruned_heads` field
-    pruned_heads: dict[int, list[int]] = field(default_factory=dict)
+    # {(stack, layer): [original head indices removed]}; a one-stack model writes it as transformers 4.x's
+    # `pruned_heads` {layer: heads} (see pruned_heads_from_hf / pruned_heads_to_hf)
+    pruned_heads: dict[HeadKey, list[int]] = field(default_factory=dict)
+    # other stacks' (n_layers, n_heads), for encoder-decoders: {"encoder": (4, 6), "cross": (4, 6)}
+    other_stacks: dict[str, tuple[int, int]] = field(default_factory=dict)
     # the Hugging Face config.json this came from, kept so save_pretrained writes every field back
     hf_config: dict[str, Any] = field(default_factory=dict)
 
-    def heads_in_layer(self, layer: int) -> list[int]:
-        """Original indices of the query heads still present in `layer`."""
-        removed = set(self.pruned_heads.get(layer, []))
-        return [h for h in range(self.n_heads) if h not in removed]
+    @property
+    def main_stack(self) -> str:
+        """The stack an integer layer key means: the decoder's self-attention if causal, else the encoder's."""
+        return "decoder" if self.causal else "encoder"
+
+    @property
+    def stacks(self) -> dict[str, tuple[int, int]]:
+        """Every stack's (n_layers, n_heads), main stack first."""
+        return {self.main_stack: (self.n_layers, self.n_heads), **self.other_stacks}
+
+    def heads_in_layer(self, layer: int, stack: str | None = None) -> list[int]:
+        """Original indices of the query heads still present in `layer` of `stack` (the main one by default)."""
+        stack = stack or self.main_stack
+        removed = set(self.pruned_heads.get((stack, layer), []))
+        return [h for h in range(self.stacks[stack][1]) if h not in removed]
 
     @property
     def group_size(self) -> int:
         """Query heads that share one key/value head."""
         return self.n_heads // self.n_kv_heads
+
+
+def pruned_heads_from_hf(hf: dict[str, Any], stack: str) -> dict[HeadKey, list[int]]:
+    """transformers' `pruned_heads` {"2": [0, 5]} of a one-stack model, keyed by (stack, layer)."""
+    return {(stack, int(layer)): sorted(int(h) for h in heads) for layer, heads in (hf.get("pruned_heads") or {}).items()}
+
+
+def pruned_heads_to_hf(cfg: ModelConfig) -> dict[str, list[int]]:
+    """The inverse of `pruned_heads_from_hf`, transformers 4.x's form ({"layer": heads})."""
+    return {str(layer): list(heads) for (stack, layer), heads in sorted(cfg.pruned_heads.items())}

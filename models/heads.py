@@ -36,14 +36,6 @@ PIPELINE_TASKS: dict[str, tuple[str, ...]] = {
 }
 
 
-def task_from_architectures(architectures: list[str] | None) -> str | None:
-    for arch in architectures or []:
-        for suffix, task in TASK_BY_SUFFIX.items():
-            if arch.endswith(suffix):
-                return task
-    return None
-
-
 class CausalLMHead(nn.Module):
     """Unembedding to the vocabulary at every position; usually tied to the token embedding."""
 
@@ -145,51 +137,29 @@ class HeadFormat:
     body_prefix: Callable[[ModelConfig], str] | None = None
 
 
-HEAD_FORMATS: dict[tuple[str, str], HeadFormat] = {}
+def linear_pairs(hf_name: str, ours: str) -> list[tuple[str, str]]:
+    """(HF, ours) names of one Linear layer's weight and bias."""
+    return [(f"{hf_name}.weight", f"{ours}.weight"), (f"{hf_name}.bias", f"{ours}.bias")]
 
 
-def register_head(task: str, family: str, fmt: HeadFormat) -> None:
-    HEAD_FORMATS[(task, family)] = fmt
+def causal_lm_head(architecture: str, hf_name: str = "lm_head.weight") -> HeadFormat:
+    """The unembedding of decoder LMs, tied to the token embedding unless the checkpoint has its own."""
+    return HeadFormat(architecture, lambda cfg, n: CausalLMHead(cfg), [(hf_name, "decoder.weight")],
+                      tied="decoder.weight")
 
 
-_causal = lambda arch, hf_name: HeadFormat(arch, lambda cfg, n: CausalLMHead(cfg), [(hf_name, "decoder.weight")],
-                                           tied="decoder.weight")
-register_head("causal-lm", "gpt2", _causal("GPT2LMHeadModel", "lm_head.weight"))
-register_head("causal-lm", "llama", _causal("LlamaForCausalLM", "lm_head.weight"))
-register_head("masked-lm", "bert", HeadFormat(
-    "BertForMaskedLM", lambda cfg, n: BertMaskedLMHead(cfg),
-    [("cls.predictions.transform.dense.weight", "dense.weight"), ("cls.predictions.transform.dense.bias", "dense.bias"),
-     ("cls.predictions.transform.LayerNorm.weight", "norm.weight"), ("cls.predictions.transform.LayerNorm.bias", "norm.bias"),
-     ("cls.predictions.decoder.weight", "decoder.weight"), ("cls.predictions.bias", "decoder.bias")],
-    tied="decoder.weight"))
-register_head("sequence-classification", "bert", HeadFormat(
-    "BertForSequenceClassification", lambda cfg, n: PooledClassificationHead(cfg, n),
-    [("classifier.weight", "classifier.weight"), ("classifier.bias", "classifier.bias")]))
+def token_classification_head(architecture: str, hf_name: str = "classifier") -> HeadFormat:
+    """One label per position; `hf_name` is the checkpoint's name of the linear layer (Llama calls it `score`)."""
+    return HeadFormat(architecture, lambda cfg, n: TokenClassificationHead(cfg, n), linear_pairs(hf_name, "classifier"))
 
 
-_linear = lambda hf_name, ours: [(f"{hf_name}.weight", f"{ours}.weight"), (f"{hf_name}.bias", f"{ours}.bias")]
-_token_classifier = lambda cfg, n: TokenClassificationHead(cfg, n)
-_question_answering = lambda cfg, n: QuestionAnsweringHead(cfg)
-_last_token_classifier = lambda cfg, n: LastTokenClassificationHead(cfg, n)
+def question_answering_head(architecture: str, **options) -> HeadFormat:
+    return HeadFormat(architecture, lambda cfg, n: QuestionAnsweringHead(cfg), linear_pairs("qa_outputs", "qa_outputs"),
+                      **options)
 
-register_head("token-classification", "bert", HeadFormat(
-    "BertForTokenClassification", _token_classifier, _linear("classifier", "classifier")))
-register_head("question-answering", "bert", HeadFormat(
-    "BertForQuestionAnswering", _question_answering, _linear("qa_outputs", "qa_outputs")))
-register_head("sequence-classification", "gpt2", HeadFormat(
-    "GPT2ForSequenceClassification", _last_token_classifier, [("score.weight", "score.weight")]))
-register_head("token-classification", "gpt2", HeadFormat(
-    "GPT2ForTokenClassification", _token_classifier, _linear("classifier", "classifier")))
-register_head("question-answering", "gpt2", HeadFormat(
-    "GPT2ForQuestionAnswering", _question_answering, _linear("qa_outputs", "qa_outputs")))
-register_head("sequence-classification", "llama", HeadFormat(
-    "LlamaForSequenceClassification", _last_token_classifier, [("score.weight", "score.weight")]))
-register_head("token-classification", "llama", HeadFormat(
-    "LlamaForTokenClassification", _token_classifier, _linear("score", "classifier")))
-register_head("question-answering", "llama", HeadFormat(
-    "LlamaForQuestionAnswering", _question_answering, _linear("qa_outputs", "qa_outputs"),
-    # Llama and Qwen2 keep the pre-2024 name `transformer` for this one task; Mistral uses `model`
-    body_prefix=lambda cfg: "model." if cfg.hf_config.get("model_type") == "mistral" else "transformer."))
+
+def last_token_classification_head(architecture: str) -> HeadFormat:
+    return HeadFormat(architecture, lambda cfg, n: LastTokenClassificationHead(cfg, n), [("score.weight", "score.weight")])
 
 
 @torch.no_grad()
@@ -211,15 +181,3 @@ def initialise_like_transformers(module: nn.Module, cfg: ModelConfig, generator:
                 param.zero_()
 
 
-def hf_body_prefix(task: str | None, cfg: ModelConfig, family_prefix: str) -> str:
-    """The base-model prefix of a `task` checkpoint: the family's, unless the head's format says otherwise."""
-    fmt = HEAD_FORMATS.get((task, cfg.family)) if task else None
-    return fmt.body_prefix(cfg) if fmt is not None and fmt.body_prefix is not None else family_prefix
-
-
-def head_format(task: str, family: str) -> HeadFormat:
-    from .errors import UnsupportedArchitectureError
-    if (task, family) not in HEAD_FORMATS:
-        known = ", ".join(f"{t} ({f})" for t, f in sorted(HEAD_FORMATS))
-        raise UnsupportedArchitectureError(f"No {task!r} head for the {family!r} family. Available: {known}.")
-    return HEAD_FORMATS[(task, family)]

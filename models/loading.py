@@ -9,16 +9,12 @@ import torch
 from .embedded import EMBEDDED, embedded_names
 from .errors import ModelNotFoundError, WeightFileError
 from .families import family_for_model_type
-from .heads import head_format, hf_body_prefix, initialise_like_transformers, task_from_architectures
-from .tokenization import TextTokenizer
+from .heads import initialise_like_transformers
 from .weights import load_into, read_state_dict
 from .workbench_model import WorkbenchModel
 
 # Files a hub download needs; never pickled weights when safetensors exist.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]
-
-# Loaders for modalities other than text, registered by their own modules: model_type -> loader(folder, name)
-MODALITY_LOADERS: dict[str, object] = {}
 
 
 def load_model(name_or_path: str | Path, task: str | None = None) -> WorkbenchModel:
@@ -72,41 +68,57 @@ def read_config(folder: Path) -> dict:
 
 
 def load_folder(folder: Path, name: str = "", task: str | None = None) -> WorkbenchModel:
+    """Any family's Hugging Face folder -> WorkbenchModel; `task` puts that head on (fresh when the checkpoint
+    lacks it, flagged untrained)."""
+    folder = Path(folder)
     hf = read_config(folder)
-    model_type = hf.get("model_type")
-    if model_type in MODALITY_LOADERS:
-        return MODALITY_LOADERS[model_type](folder, name or Path(folder).name, task)
-    family = family_for_model_type(model_type, hf.get("architectures"))
+    family = family_for_model_type(hf.get("model_type"), hf.get("architectures"))
     cfg = family.config_from_hf(hf)
     network = family.build(cfg)
     state = read_state_dict(folder)
-    checkpoint_task = task_from_architectures(hf.get("architectures"))
-    prefix = hf_body_prefix(checkpoint_task, cfg, family.hf_prefix(cfg))
-    body, rest = body_state(family, cfg, state, prefix, folder)
+    checkpoint_task = family.task_of(hf.get("architectures"))
+    if family.fixed_task:  # the head is part of the architecture (Whisper's unembedding)
+        task = checkpoint_task = checkpoint_task or family.default_task
     task = task or checkpoint_task
-    if network.pooler is not None and "pooler.dense.weight" not in body:
-        if task == "sequence-classification":  # a new classifier needs a pooler: keep it freshly initialised
-            body.update({f"pooler.{k}": v for k, v in network.pooler.state_dict().items()})
-        else:
-            network.pooler = None  # e.g. BertForMaskedLM checkpoints have none
+    body, rest = body_state(family, cfg, state, family.body_prefix(checkpoint_task, cfg), folder)
     labels = {int(k): v for k, v in hf.get("id2label", {}).items()}
-    if task is not None:
-        fmt = head_format(task, cfg.family)
-        network.head = fmt.build(cfg, max(len(labels), 2))
+    fmt = family.head(task) if task is not None else None
+    if fmt is not None:
+        network.attach_head(fmt.build(cfg, max(len(labels), 2)))
         for hf_name, ours in fmt.pairs:
+            key = f"{network.head_path}.{ours}"
             if hf_name in rest:
-                body[f"head.{ours}"] = rest[hf_name]
+                body[key] = rest[hf_name]
             elif fmt.tied == ours:
-                body[f"head.{ours}"] = body["embed.word.weight"]
+                body[key] = body[network.word_embedding_key]
             elif task == checkpoint_task:
                 raise WeightFileError(f"{folder}: head weight {hf_name!r} is missing from the checkpoint.")
+    _attach_pooler(family, cfg, network, body)
     load_into_with_new_head(network, body, str(folder), task != checkpoint_task)
-    if task is not None and fmt.tied is not None:
+    if fmt is not None and fmt.tied is not None:
         tied_hf_name = next(hf_name for hf_name, ours in fmt.pairs if ours == fmt.tied)
         if cfg.tie_word_embeddings or tied_hf_name not in rest:
             _tie(network, fmt.tied)
-    tokenizer = _tokenizer(folder)
-    return WorkbenchModel(network, cfg, tokenizer, name=name, task=task, labels=labels, source=str(folder))
+    return WorkbenchModel(
+        network, cfg, family.tokenizer(folder) if family.tokenizer else None, name=name or folder.name, task=task,
+        labels=labels, source=str(folder), processor=family.processor(folder, cfg) if family.processor else None,
+        generation_config=_generation_config(folder))
+
+
+def _attach_pooler(family, cfg, network, body: dict) -> None:
+    """A pooler when the checkpoint has one; a fresh one when the head reads it (a new BERT classifier)."""
+    if family.make_pooler is None:
+        return
+    has_weights = "pooler.dense.weight" in body
+    if has_weights or getattr(network.head, "needs_pooler", False):
+        network.pooler = family.make_pooler(cfg)
+    if network.pooler is not None and not has_weights:
+        body.update({f"pooler.{k}": v for k, v in network.pooler.state_dict().items()})
+
+
+def _generation_config(folder: Path) -> dict:
+    path = folder / "generation_config.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def body_state(family, cfg, state: dict, prefix: str, folder: Path) -> tuple[dict, dict]:
@@ -132,14 +144,8 @@ def load_into_with_new_head(network, state, source: str, new_head: bool) -> None
     """Load weights; a head the checkpoint lacks is initialised as transformers does and flagged as untrained."""
     if new_head and network.head is not None:
         initialise_like_transformers(network.head, network.cfg, torch.Generator().manual_seed(0))
-        fresh = {f"head.{k}": v for k, v in network.head.state_dict().items()}
+        prefix = network.head_path + "."
+        fresh = {prefix + k: v for k, v in network.head.state_dict().items()}
         network.head.trained = all(k in state for k in fresh)  # read by models.task_heads.head_is_trained
-        state = {**fresh, **{k: v for k, v in state.items() if k in fresh or not k.startswith("head.")}}
+        state = {**fresh, **{k: v for k, v in state.items() if k in fresh or not k.startswith(prefix)}}
     load_into(network, state, source)
-
-
-def _tokenizer(folder: Path) -> TextTokenizer | None:
-    try:
-        return TextTokenizer.from_folder(folder)
-    except ModelNotFoundError:
-        return None

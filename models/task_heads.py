@@ -11,15 +11,17 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import torch
 from safetensors import safe_open
 
-from .derived import derived_model
 from .errors import InputError
-from .heads import HEAD_FORMATS, head_format, initialise_like_transformers, task_from_architectures
-from .workbench_model import WorkbenchModel
+from .families import FAMILIES, Family
+from .heads import initialise_like_transformers
+
+if TYPE_CHECKING:
+    from .workbench_model import WorkbenchModel
 
 # Tasks whose head has one output per label (the others have the vocabulary, or start/end, as outputs)
 LABELLED_TASKS = ("sequence-classification", "token-classification", "image-classification", "audio-classification")
@@ -30,36 +32,40 @@ Labels = Sequence[str] | Mapping[int, str]
 def available_heads(family: str) -> list[str]:
     """The tasks a family has a head for, in a stable order."""
     order = ["masked-lm", "causal-lm", "sequence-classification", "token-classification", "question-answering"]
-    have = {task for task, fam in HEAD_FORMATS if fam == family}
+    have = set(FAMILIES[family].heads)
     return [t for t in order if t in have] + sorted(have - set(order))
 
 
-def head_is_trained(model: WorkbenchModel) -> bool | None:
+def head_is_trained(model: "WorkbenchModel") -> bool | None:
     """None without a head; False for a head that was initialised here or by the loader and not trained since."""
     head = model.network.head
     return None if head is None else bool(getattr(head, "trained", True))
 
 
-def with_head(model: WorkbenchModel, task: str, labels: Labels | None = None, seed: int = 0) -> WorkbenchModel:
+def with_head(model: "WorkbenchModel", task: str, labels: Labels | None = None, seed: int = 0) -> "WorkbenchModel":
     """A new model with `model`'s body (copied, so training one never touches the other) and a `task` head.
 
     labels: label names for classification heads, as a list (id = position) or {id: name}. Without
     them the current head's labels (same task) or the checkpoint's `id2label` are kept, else two
     placeholder labels LABEL_0 and LABEL_1, as transformers does.
     """
-    fmt = head_format(task, model.family)  # raises with the list of available heads
-    checkpoint = _CheckpointHeads(model.source)
+    family = model.family_record
+    if family.fixed_task:
+        raise InputError(f"{model.display_name}'s {model.task} head is part of its architecture; it cannot be swapped.")
+    fmt = family.head(task)  # raises with the list of available heads
+    checkpoint = _CheckpointHeads(model.source, family)
     label_map = _resolve_labels(model, task, labels, checkpoint)
 
     config = copy.deepcopy(model.config)
     for key in ("id2label", "label2id", "num_labels"):
         config.hf_config.pop(key, None)  # save_pretrained writes the new head's labels
-    if task == "sequence-classification" and model.family in ("gpt2", "llama"):
+    if task == "sequence-classification" and config.causal:  # decoder classifiers read the last real token
         _ensure_pad_token_id(config, model)
 
     network = copy.deepcopy(model.network)  # the original, perhaps shared by many sessions, is never touched
-    network.cfg = config
-    current, network.head = network.head, None
+    network.set_config(config)
+    current = network.head
+    network.attach_head(None)
 
     generator = torch.Generator().manual_seed(seed)
     head = fmt.build(config, max(len(label_map), 2))
@@ -71,17 +77,17 @@ def with_head(model: WorkbenchModel, task: str, labels: Labels | None = None, se
     else:
         trained = _load_from_checkpoint(head, fmt, checkpoint, task, label_map, labels is None, embed_weight, config)
     if getattr(head, "needs_pooler", False) and network.pooler is None:
-        trained = _add_pooler(network, config, checkpoint, generator) and trained
+        trained = _add_pooler(network, config, family, checkpoint, generator) and trained
     head.trained = trained
-    network.head = head
-    base = (model.name or model.family).removesuffix(f" ({model.task})")
-    return derived_model(model, network, config, tokenizer=copy.deepcopy(model.tokenizer), name=f"{base} ({task})",
-                         task=task, labels=label_map)
+    network.attach_head(head)
+    base = model.display_name.removesuffix(f" ({model.task})")
+    return model.derive(network, config, tokenizer=copy.deepcopy(model.tokenizer), name=f"{base} ({task})",
+                        task=task, labels=label_map)
 
 
 # ---------------------------------------------------------------------------- helpers
 
-def _resolve_labels(model: WorkbenchModel, task: str, labels: Labels | None, checkpoint: "_CheckpointHeads") -> dict[int, str]:
+def _resolve_labels(model: "WorkbenchModel", task: str, labels: Labels | None, checkpoint: "_CheckpointHeads") -> dict[int, str]:
     if task not in LABELLED_TASKS:
         if labels:
             raise InputError(f"A {task} head has no labels to name; pass labels only for "
@@ -153,7 +159,7 @@ def _same_shapes(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)
 
 
-def _ensure_pad_token_id(config, model: WorkbenchModel) -> None:
+def _ensure_pad_token_id(config, model: "WorkbenchModel") -> None:
     """Decoder classifiers find the last real token by the padding id: transformers needs it in the config."""
     if config.hf_config.get("pad_token_id") is not None:
         return
@@ -166,10 +172,11 @@ def _ensure_pad_token_id(config, model: WorkbenchModel) -> None:
     config.pad_token_id = int(pad)
 
 
-def _add_pooler(network, config, checkpoint: "_CheckpointHeads", generator: torch.Generator) -> bool:
+def _add_pooler(network, config, family: Family, checkpoint: "_CheckpointHeads", generator: torch.Generator) -> bool:
     """Give a BERT body the pooler its classifier reads; True when its weights came from the checkpoint."""
-    from .families.bert import Pooler
-    pooler = Pooler(config.d_model)
+    pooler = family.make_pooler(config) if family.make_pooler is not None else None
+    if pooler is None:
+        raise InputError(f"A {family.name} body has no pooler for a pooled classifier to read.")
     initialise_like_transformers(pooler, config, generator)
     names = {"pooler.dense.weight": pooler.dense.weight, "pooler.dense.bias": pooler.dense.bias}
     found = checkpoint.body_tensors(list(names))
@@ -185,11 +192,11 @@ def _add_pooler(network, config, checkpoint: "_CheckpointHeads", generator: torc
 class _CheckpointHeads:
     """Lazy access to the head tensors of the checkpoint a model was loaded from (if it was a folder)."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, family: Family) -> None:
         folder = Path(source) if source else None
         self.folder = folder if folder is not None and (folder / "config.json").exists() else None
         hf = json.loads((self.folder / "config.json").read_text()) if self.folder else {}
-        self.task = task_from_architectures(hf.get("architectures"))
+        self.task = family.task_of(hf.get("architectures"))
         self.labels = {int(k): v for k, v in hf.get("id2label", {}).items()}
 
     def tensors(self, task: str, names: list[str]) -> dict[str, torch.Tensor]:

@@ -24,11 +24,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .derived import derived_model
 from .errors import InputError
 from .labelled_data import LabelledData, LabelledTexts
-from .rotary import rotary_cos_sin
-from .transformer import additive_mask
 from .workbench_model import WorkbenchModel
 
 IGNORE = -100  # label of positions the loss skips: special tokens, padding, a word's later pieces (as transformers)
@@ -269,55 +266,18 @@ def reads_first_position_only(model: WorkbenchModel) -> bool:
 
 def run_from_layer(model: WorkbenchModel, x: torch.Tensor, attention_mask: torch.Tensor, start: int,
                    first_position_only: bool = False) -> torch.Tensor:
-    """Task-head logits from the residual stream `x` (B, T, d) entering block `start`.
-
-    The tail of TransformerModel.forward (blocks -> final norm -> pooler -> head), so frozen
-    early layers can be run once; a test checks it equals the full forward. With
-    `first_position_only` (a pooled classifier), the last post-norm block is computed for the
-    first position alone: its keys and values still come from every position, but the query,
-    the output projection and the MLP run on one row instead of T.
-    """
-    network = model.network
-    B, T = attention_mask.shape
-    mask = additive_mask(attention_mask, model.config.causal, x.dtype)  # (B, 1, T|1, T)
-    positions = torch.arange(T).expand(B, T)
-    rotary = rotary_cos_sin(positions, model.config.d_head, model.config.rope_theta, x.dtype) if network.uses_rotary else None
-    blocks = list(network.blocks[start:])
-    shortcut = first_position_only and bool(blocks) and not blocks[-1].norm_first and rotary is None
-    for i, block in enumerate(blocks):
-        if shortcut and i == len(blocks) - 1:
-            x = _first_position_of_block(block, x, mask)  # (B, 1, d)
-        else:
-            x, _ = block(x, mask, rotary, None, False)  # (B, T, d)
-    final = network.final_norm(x) if network.final_norm is not None else x
-    extras = {"pooled": network.pooler(final)} if network.pooler is not None else {}
-    return network.head(final, extras, attention_mask)
+    """Task-head logits from the residual stream `x` (B, T, d) entering block `start`: the network's own forward
+    cut at `start`, so frozen early layers are run once. With `first_position_only` (a pooled classifier) the last
+    block computes the first position alone (its keys and values still come from every position)."""
+    return model.forward(resid_in=x, attention_mask=attention_mask, start_layer=start, capture=False,
+                         read_positions=[0] if first_position_only else None).logits
 
 
 def run_to_layer(model: WorkbenchModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  token_type_ids: torch.Tensor | None, stop: int) -> torch.Tensor:
-    """The residual stream (B, T, d) entering block `stop`: the head of TransformerModel.forward, without
-    the blocks a cache does not need (a test checks it equals the full forward's state there)."""
-    network = model.network
-    B, T = input_ids.shape
-    positions = torch.arange(T).expand(B, T)
-    if getattr(network.embed, "token_type", None) is None:
-        token_type_ids = None  # pass only what a model expects, as WorkbenchModel.forward does
-    x = network.embed(input_ids=input_ids, token_type_ids=token_type_ids, positions=positions,
-                      attention_mask=attention_mask, inputs_embeds=None)  # (B, T, d)
-    mask = additive_mask(attention_mask, model.config.causal, x.dtype)  # (B, 1, T|1, T)
-    rotary = rotary_cos_sin(positions, model.config.d_head, model.config.rope_theta, x.dtype) if network.uses_rotary else None
-    for block in network.blocks[:stop]:
-        x, _ = block(x, mask, rotary, None, False)  # (B, T, d)
-    return x
-
-
-def _first_position_of_block(block, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """A post-norm (BERT) block's output at position 0 only, equal to row 0 of `block(x)`."""
-    first = x[:, :1]  # (B, 1, d)
-    attn_out, _ = block.attn(first, mask, None, None, False, kv=x)  # query row 0, keys and values (B, T, ...)
-    mid = block.ln1(first + attn_out)  # (B, 1, d)
-    return block.ln2(mid + block.mlp(mid))  # (B, 1, d)
+    """The residual stream (B, T, d) entering block `stop`: the network's forward stopped there."""
+    return model.forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                         stop_layer=stop, capture=False).resid[-1]
 
 
 # ---------------------------------------------------------------------------- encoding
@@ -471,8 +431,8 @@ def _label_ids(model: WorkbenchModel, train_data: LabelledData, eval_data: Label
 
 
 def _copy(model: WorkbenchModel) -> WorkbenchModel:
-    return derived_model(model, copy.deepcopy(model.network), copy.deepcopy(model.config),
-                         tokenizer=copy.deepcopy(model.tokenizer), labels=dict(model.labels))
+    return model.derive(copy.deepcopy(model.network), copy.deepcopy(model.config),
+                        tokenizer=copy.deepcopy(model.tokenizer))
 
 
 def _first_trainable_layer(params: dict[str, torch.nn.Parameter], n_layers: int) -> int | None:

@@ -1,7 +1,9 @@
 """The whole network: embeddings -> blocks -> final norm -> optional task head.
 
 Families supply the embedding module, the blocks' layout and the converters; this module
-runs them and returns every residual-stream state and attention pattern on request.
+runs them and returns every residual-stream state and attention pattern on request. One
+`TransformerModel` is a whole encoder-only or decoder-only model, or one side of an
+encoder-decoder (models/encoder_decoder.py), whose decoder blocks then carry cross-attention.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from torch import nn
 
 from .attention import Attention
 from .block import MLP, Block, make_norm
-from .config import ModelConfig
+from .config import HeadKey, ModelConfig
 from .hooks import HookPoint
 from .rotary import rotary_cos_sin
 
@@ -24,22 +26,32 @@ class ForwardOutput:
     resid_final: torch.Tensor                 # (B, T, d) last block output, before the final norm
     final: torch.Tensor                       # (B, T, d) after the final norm (== resid_final without one)
     logits: torch.Tensor | None = None        # task-head output, if a head is attached
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. "pooled" for BERT
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # "pooled" for BERT, "attention_mask" for signals
+    cross_attentions: list[torch.Tensor] = field(default_factory=list)  # (B, H, T, S) over encoder positions
 
 
 class TransformerModel(nn.Module):
+    # where the task head and the token embedding sit in the state dict (an encoder-decoder's are under "decoder.")
+    head_path = "head"
+    word_embedding_key = "embed.word.weight"
+    is_encoder_decoder = False
+
     def __init__(self, cfg: ModelConfig, embed: nn.Module, norm_kind: str, norm_first: bool,
-                 gated_mlp: bool, uses_rotary: bool, final_norm: bool) -> None:
+                 gated_mlp: bool, uses_rotary: bool, final_norm: bool, stack: str | None = None,
+                 cross_stack: str | None = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.stack = stack or cfg.main_stack          # the name its self-attention heads are keyed by
+        self.cross_stack = cross_stack                # set: every block attends to an encoder output too
         self.uses_rotary = uses_rotary
         self.embed = embed
         self.hook_embed = HookPoint("(B, T, d) embedding output")
         self.blocks = nn.ModuleList(
             Block(
-                attn=build_attention(cfg, layer),
+                attn=build_attention(cfg, (self.stack, layer)),
                 mlp=MLP(cfg.d_model, cfg.d_mlp, cfg.activation, gated_mlp, cfg.mlp_bias),
                 norm_kind=norm_kind, d_model=cfg.d_model, eps=cfg.norm_eps, norm_first=norm_first,
+                cross_attn=build_attention(cfg, (cross_stack, layer)) if cross_stack else None,
             )
             for layer in range(cfg.n_layers)
         )
@@ -48,23 +60,44 @@ class TransformerModel(nn.Module):
         self.pooler: nn.Module | None = None   # BERT's [CLS] pooler, when the checkpoint has one
         self.head: nn.Module | None = None     # task head, see models/heads.py
 
+    def attach_head(self, head: nn.Module | None) -> None:
+        self.head = head
+
+    def set_config(self, cfg: ModelConfig) -> None:
+        self.cfg = cfg
+
+    def attention_owner(self, key: HeadKey) -> tuple[nn.Module, str] | None:
+        """(block, attribute) of the attention of `key` = (stack, layer) in this network, or None."""
+        stack, layer = key
+        if stack == self.stack:
+            return self.blocks[layer], "attn"
+        if stack == self.cross_stack:
+            return self.blocks[layer], "cross_attn"
+        return None
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,          # (B, T)
         attention_mask: torch.Tensor | None = None,     # (B, T) 1 for real tokens, 0 for padding
         token_type_ids: torch.Tensor | None = None,     # (B, T) segment ids for sentence pairs
         inputs_embeds: torch.Tensor | None = None,      # (B, T, d) replaces the token embedding (attribution)
-        head_scales: dict[int, torch.Tensor] | None = None,  # layer -> (H_layer,) per-head output scale
+        head_scales: dict[HeadKey, torch.Tensor] | None = None,  # (stack, layer) -> (H_layer,) per-head output scale
         capture: bool | str = True,
         pixel_values: torch.Tensor | None = None,       # (B, C, H, W) images (ViT-type embeddings)
         input_values: torch.Tensor | None = None,       # (B, samples) raw audio (Wav2Vec2-type embeddings)
         input_features: torch.Tensor | None = None,     # (B, mels, frames) log-mel audio (Whisper's encoder)
         cache: list[dict[str, torch.Tensor]] | None = None,  # per layer past keys/values, for generation
         read_positions: list[int] | None = None,        # the only final positions anything reads (see below)
+        encoder_states: torch.Tensor | None = None,     # (B, S, d) what cross-attention reads
+        encoder_mask: torch.Tensor | None = None,       # (B, S) 1 for real encoder positions
+        start_layer: int = 0,                           # run from this block on, from `resid_in`
+        resid_in: torch.Tensor | None = None,           # (B, T, d) the residual stream entering `start_layer`
+        stop_layer: int | None = None,                  # stop before this block: no final norm, no head
     ) -> ForwardOutput:
         """With `read_positions`, the last block computes its output at those positions only (every key
         still attended), so `final`, `resid[-1]` and the head see (B, len(read_positions), d). Attribution
-        reads one position ([CLS] through the pooler, or a masked token) on every step of its path."""
+        reads one position ([CLS] through the pooler, or a masked token) on every step of its path.
+        `start_layer` and `stop_layer` cut the stack, so frozen layers are run once when training a head."""
         signal = next((s for s in (pixel_values, input_values, input_features) if s is not None), None)
         past = cache[0]["k"].shape[1] if cache and "k" in cache[0] else 0  # positions already in the cache
         if signal is not None:
@@ -74,31 +107,45 @@ class TransformerModel(nn.Module):
             positions = torch.arange(T, device=x.device).expand(B, T)
             x = self.hook_embed(x)
         else:
-            reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
-            B, T = reference.shape
+            reference = next(t for t in (input_ids, inputs_embeds, resid_in) if t is not None)
+            B, T = reference.shape[:2]
             device = reference.device
             if attention_mask is None:  # with a cache it covers the past keys too, as in transformers
                 attention_mask = torch.ones(B, past + T, dtype=torch.long, device=device)
             # right padding: every row starts at 0; with a cache the new tokens follow the past
             positions = torch.arange(past, past + T, device=device).expand(B, T)
-            x = self.hook_embed(self.embed(input_ids=input_ids, token_type_ids=token_type_ids,
-                                           positions=positions, attention_mask=attention_mask,
-                                           inputs_embeds=inputs_embeds))  # (B, T, d)
+            if resid_in is not None:
+                x = resid_in
+            else:
+                x = self.hook_embed(self.embed(input_ids=input_ids, token_type_ids=token_type_ids,
+                                               positions=positions, attention_mask=attention_mask,
+                                               inputs_embeds=inputs_embeds))  # (B, T, d)
         mask = additive_mask(attention_mask, self.cfg.causal, x.dtype, past)  # (B, 1, T|1, S)
         rotary = rotary_cos_sin(positions, self.cfg.d_head, self.cfg.rope_theta, x.dtype) if self.uses_rotary else None
-        resid, attentions = [x], []
-        last = len(self.blocks) - 1
+        cross_mask = None
+        if encoder_mask is not None and not bool(encoder_mask.all()):
+            cross_mask = additive_mask(encoder_mask, False, x.dtype)  # (B, 1, 1, S)
+        resid, attentions, crosses = [x], [], []
+        stop = len(self.blocks) if stop_layer is None else stop_layer
         queries = torch.tensor(read_positions, device=x.device) if read_positions is not None else None
-        for layer, block in enumerate(self.blocks):
-            scale = head_scales.get(layer) if head_scales else None
-            x, pattern = block(x, mask, rotary, scale, capture, cache=cache[layer] if cache is not None else None,
-                               queries=queries if layer == last else None)
+        for layer in range(start_layer, stop):
+            block = self.blocks[layer]
+            layer_cache = cache[layer] if cache is not None else None
+            x, pattern, cross_pattern = block(
+                x, mask, rotary, _scale(head_scales, self.stack, layer), capture, cache=layer_cache,
+                queries=queries if layer == stop - 1 and stop_layer is None else None,
+                cross=self._cross_input(layer, encoder_states, cross_mask, head_scales, layer_cache))
             resid.append(x)
             if capture:
                 attentions.append(pattern)
+                if self.cross_stack:
+                    crosses.append(cross_pattern)
+        if stop_layer is not None:
+            return ForwardOutput(resid=resid, attentions=attentions, resid_final=x, final=x, cross_attentions=crosses)
         resid_final = self.hook_resid_final(x)
         final = self.final_norm(resid_final) if self.final_norm is not None else resid_final
-        out = ForwardOutput(resid=resid, attentions=attentions, resid_final=resid_final, final=final)
+        out = ForwardOutput(resid=resid, attentions=attentions, resid_final=resid_final, final=final,
+                            cross_attentions=crosses)
         if signal is not None:
             out.extras["attention_mask"] = attention_mask  # (B, T) of patches or frames, made by the embedding
         if self.pooler is not None:
@@ -107,11 +154,31 @@ class TransformerModel(nn.Module):
             out.logits = self.head(final, out.extras, attention_mask)
         return out
 
+    def _cross_input(self, layer: int, encoder_states, cross_mask, head_scales, layer_cache):
+        """(keys and values, mask, head scale) for a decoder block's cross-attention, or None. While decoding,
+        the encoder output's keys and values are projected once and kept in the layer's cache."""
+        if not self.cross_stack:
+            return None
+        attn = self.blocks[layer].cross_attn
+        if layer_cache is not None:
+            if "cross_k" not in layer_cache:
+                layer_cache["cross_k"], layer_cache["cross_v"] = attn.project_kv(encoder_states)
+            kv = (layer_cache["cross_k"], layer_cache["cross_v"])
+        else:
+            kv = encoder_states
+        return kv, cross_mask, _scale(head_scales, self.cross_stack, layer)
 
-def build_attention(cfg: ModelConfig, layer: int) -> Attention:
-    """The attention of `layer` with the heads `cfg.pruned_heads` leaves, keys shared as in GQA."""
-    heads = cfg.heads_in_layer(layer)
-    kv_of_head = [h // cfg.group_size for h in heads]
+
+def _scale(head_scales: dict | None, stack: str, layer: int) -> torch.Tensor | None:
+    return head_scales.get((stack, layer)) if head_scales else None
+
+
+def build_attention(cfg: ModelConfig, key: HeadKey) -> Attention:
+    """The attention of `key` = (stack, layer) with the heads `cfg.pruned_heads` leaves, keys shared as in GQA."""
+    stack, layer = key
+    heads = cfg.heads_in_layer(layer, stack)
+    group = cfg.group_size if stack == cfg.main_stack else 1
+    kv_of_head = [h // group for h in heads]
     kv_kept = sorted(set(kv_of_head))
     return Attention(
         d_model=cfg.d_model,

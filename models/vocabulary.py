@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from tokenizers import AddedToken, Tokenizer
 from torch import nn
 
-from .derived import derived_model
 from .errors import InputError, WeightFileError
 from .tokenization import TextTokenizer
-from .workbench_model import WorkbenchModel
+
+if TYPE_CHECKING:
+    from .workbench_model import WorkbenchModel
 
 INIT_STRATEGIES = {
     "pieces": "mean of the embeddings of the pieces the old tokenizer split the token into",
@@ -58,13 +59,13 @@ class VocabularyChange:
         return "; ".join(parts) + "."
 
 
-def grow_vocabulary(model: WorkbenchModel, tokens: str | Sequence[str], special: bool = False, init: str = "pieces",
-                    seed: int = 0) -> tuple[WorkbenchModel, VocabularyChange]:
+def grow_vocabulary(model: "WorkbenchModel", tokens: str | Sequence[str], special: bool = False, init: str = "pieces",
+                    seed: int = 0) -> tuple["WorkbenchModel", VocabularyChange]:
     """A new model whose tokenizer knows `tokens` as single tokens, and what was added or skipped.
 
     Everything is checked before anything is built, so a bad request changes nothing.
     """
-    if model.tokenizer is None or getattr(model.network.embed, "word", None) is None:
+    if model.modality != "text" or model.tokenizer is None or getattr(model.network.embed, "word", None) is None:
         raise InputError(f"{model.name or model.family} has no token vocabulary to add tokens to "
                          "(adding tokens is for text models).")
     requested = _validate(tokens, init)
@@ -109,13 +110,13 @@ def grow_vocabulary(model: WorkbenchModel, tokens: str | Sequence[str], special:
     network.embed.word = nn.Embedding.from_pretrained(grown, freeze=False)
     _grow_head(network, model.task, old_embedding, old_rows, size, added, piece_ids, init, generator)
     config.vocab_size = size
+    network.set_config(config)
 
     change = VocabularyChange(added=added, existing=existing, duplicates=duplicates,
                               pieces={t: pieces[t].tokens for t in added_order}, init=init, special=special,
                               fallbacks=fallbacks)
     suffix = f" (+{len(added)} token{'s' * (len(added) != 1)})" if added else ""
-    grown_model = derived_model(model, network, config, tokenizer=tokenizer,
-                                name=f"{model.name or model.family}{suffix}", labels=dict(model.labels))
+    grown_model = model.derive(network, config, tokenizer=tokenizer, name=f"{model.display_name}{suffix}")
     return grown_model, change
 
 

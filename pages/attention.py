@@ -88,7 +88,7 @@ raw_tokens = trace.tokens[0]
 tokens = display_tokens(raw_tokens)  # "Ġcat" -> "·cat" on screen; bertviz and the CSV exports get the raw tokens
 n = len(tokens)
 heads_per_layer = [len(ids) for ids in trace.head_ids]
-pruned = [head_label(l, h) for l, heads in sorted(model.config.pruned_heads.items()) for h in heads]
+pruned = [head_label(l, h) for (_, l), heads in sorted(model.config.pruned_heads.items()) for h in heads]
 st.caption(f"{n} tokens · {model.n_layers} layers × {model.n_heads} heads"
            + (f" · pruned: {', '.join(pruned)}" if pruned else "")
            + (f" · masked: {', '.join(ablate)}" if ablate else ""))

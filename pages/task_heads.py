@@ -20,7 +20,6 @@ from app.sidebar import example_sentences
 from app.state import keep_valid, session_memo
 from app.training_plots import loss_curve
 from app.vocabulary_code import task_head_code, training_code
-from models.heads import head_format
 from models.labelled_data import read_labelled_texts, read_labelled_tokens, split_off
 from models.task_heads import LABELLED_TASKS, available_heads, head_is_trained
 from models.training import TRAINABLE_TASKS, TrainingConfig, evaluate, train
@@ -233,7 +232,7 @@ else:
 st.subheader("3 · Save in Hugging Face format")
 kept = st.session_state.get("heads_result")
 to_save = kept["result"].model if kept and kept["key"][:3] == (name, id(model), task) else swapped
-architecture = head_format(to_save.task, to_save.family).architecture
+architecture = to_save.family_record.head(to_save.task).architecture
 st.caption(f"Saves {'the trained' if to_save is not swapped else 'this'} model: config.json (architectures "
            f"{architecture}" + (", id2label" if to_save.labels else "") + "), model.safetensors and the tokenizer; "
            "transformers' AutoModelFor… loads it.")

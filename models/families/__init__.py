@@ -1,5 +1,6 @@
-"""Architecture families. Importing this package registers every family in `FAMILIES`."""
-from .base import FAMILIES, Family, family_for_model_type, register, supported_model_types
-from . import bert, gpt2, llama  # noqa: F401  (registration side effect)
+"""Architecture families. Importing this package registers every family in `FAMILIES`; a new architecture
+is one more module here (and its import below)."""
+from .base import FAMILIES, Family, family_for_model_type, head_formats, register
+from . import bert, gpt2, llama, vit, wav2vec2, whisper  # noqa: F401  (registration side effect)
 
-__all__ = ["FAMILIES", "Family", "family_for_model_type", "register", "supported_model_types"]
+__all__ = ["FAMILIES", "Family", "family_for_model_type", "head_formats", "register"]

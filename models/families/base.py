@@ -1,20 +1,33 @@
-"""What a family provides, and the registry families add themselves to.
+"""What a family provides, and the one registry families add themselves to.
 
-A family turns a Hugging Face config into a `ModelConfig`, builds the network, and converts
-state dicts between Hugging Face names and ours, both ways. The loader looks families up by
-the config's `model_type`; there is no chain of `if architecture == ...`.
+A family turns a Hugging Face config into a `ModelConfig`, builds the network, converts state
+dicts between Hugging Face names and ours both ways, and says what it reads (its modality and
+input adapter), which task heads it has and what its checkpoints call them. The loader looks
+families up by the config's `model_type`; there is no chain of `if architecture == ...`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from ..config import ModelConfig
-from ..errors import UnsupportedArchitectureError
+from ..config import ModelConfig, pruned_heads_to_hf
+from ..errors import ModelNotFoundError, UnsupportedArchitectureError
+from ..heads import TASK_BY_SUFFIX, HeadFormat
+from ..inputs import TEXT_INPUTS, InputAdapter
+from ..tokenization import TextTokenizer
 
 StateDict = dict[str, torch.Tensor]
+
+
+def _text_tokenizer(folder: Path) -> TextTokenizer | None:
+    """The folder's tokenizer, or None (a model run on token ids alone)."""
+    try:
+        return TextTokenizer.from_folder(folder)
+    except ModelNotFoundError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -22,12 +35,56 @@ class Family:
     name: str
     model_types: tuple[str, ...]                                   # HF `model_type` values served
     config_from_hf: Callable[[dict[str, Any]], ModelConfig]
-    config_to_hf: Callable[[ModelConfig], dict[str, Any]]
-    build: Callable[[ModelConfig], Any]                            # -> TransformerModel without head
+    build: Callable[[ModelConfig], Any]                            # -> network (TransformerModel, EncoderDecoder)
     state_dict_from_hf: Callable[[StateDict, ModelConfig], StateDict]   # HF names -> ours (body only)
     state_dict_to_hf: Callable[[StateDict, ModelConfig], StateDict]     # ours -> HF names (body only)
     hf_prefix: Callable[[ModelConfig], str]                        # base-model prefix in task checkpoints
-    modality: str = "text"
+    base_architecture: Callable[[ModelConfig], str]                # HF class of the bare body ("BertModel")
+    config_to_hf: Callable[[ModelConfig], dict[str, Any]] | None = None  # None: hf_config + vocab + pruned_heads
+    heads: dict[str, HeadFormat] = field(default_factory=dict)     # task -> head format
+    default_task: str | None = None                                # the task its pipeline serves by default
+    modality: str = "text"                                         # what it reads: "text", "image", "audio"
+    inputs: InputAdapter = TEXT_INPUTS                             # turns run()'s arguments into network inputs
+    tokenizer: Callable[[Path], Any] | None = _text_tokenizer      # folder -> tokenizer or None
+    processor: Callable[[Path, ModelConfig], Any] | None = None    # folder -> image or audio preprocessor
+    make_pooler: Callable[[ModelConfig], Any] | None = None        # a pooler, when a checkpoint carries one
+    architectures: dict[str, str] = field(default_factory=dict)    # more HF class names -> task
+    fixed_task: bool = False                                       # the head is part of the architecture (Whisper)
+    extra_files: tuple[str, ...] = ()                              # copied from the source folder on save
+
+    def task_of(self, architectures: list[str] | None) -> str | None:
+        """The task head a checkpoint's `architectures` entry names, or None for a bare body."""
+        for arch in architectures or []:
+            if arch in self.architectures:
+                return self.architectures[arch]
+            for task, fmt in self.heads.items():
+                if fmt.architecture == arch:
+                    return task
+            for suffix, task in TASK_BY_SUFFIX.items():
+                if arch.endswith(suffix) and task in self.heads:
+                    return task
+        return None
+
+    def head(self, task: str) -> HeadFormat:
+        if task not in self.heads:
+            known = ", ".join(sorted(self.heads)) or "none"
+            raise UnsupportedArchitectureError(f"No {task!r} head for the {self.name!r} family. Available heads: {known}.")
+        return self.heads[task]
+
+    def body_prefix(self, task: str | None, cfg: ModelConfig) -> str:
+        """The base-model prefix of a `task` checkpoint: the family's, unless the head's format says otherwise."""
+        fmt = self.heads.get(task) if task else None
+        return fmt.body_prefix(cfg) if fmt is not None and fmt.body_prefix is not None else self.hf_prefix(cfg)
+
+    def hf_config(self, cfg: ModelConfig) -> dict[str, Any]:
+        """config.json fields for `cfg`: the family's own writer, or the source config with the vocabulary size and
+        pruned heads brought up to date."""
+        if self.config_to_hf is not None:
+            return self.config_to_hf(cfg)
+        hf = {**cfg.hf_config, "pruned_heads": pruned_heads_to_hf(cfg)}
+        if cfg.vocab_size:
+            hf["vocab_size"] = cfg.vocab_size
+        return hf
 
 
 FAMILIES: dict[str, Family] = {}
@@ -51,8 +108,9 @@ def family_for_model_type(model_type: str | None, architectures: list[str] | Non
     )
 
 
-def supported_model_types() -> list[str]:
-    return sorted(_BY_MODEL_TYPE)
+def head_formats() -> dict[tuple[str, str], HeadFormat]:
+    """Every registered head: (task, family name) -> format."""
+    return {(task, family.name): fmt for family in FAMILIES.values() for task, fmt in family.heads.items()}
 
 
 def rename(sd: StateDict, pairs: list[tuple[str, str]]) -> StateDict:
@@ -62,3 +120,8 @@ def rename(sd: StateDict, pairs: list[tuple[str, str]]) -> StateDict:
 
 def _missing(name: str) -> bool:
     raise KeyError(name)
+
+
+def by_model_type(names: dict[str, str], default: str) -> Callable[[ModelConfig], str]:
+    """A `base_architecture` that depends on the checkpoint's model_type ({"roberta": "RobertaModel"})."""
+    return lambda cfg: names.get(cfg.hf_config.get("model_type", ""), default)

@@ -10,9 +10,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, pruned_heads_from_hf
+from ..heads import (BertMaskedLMHead, HeadFormat, PooledClassificationHead, linear_pairs, question_answering_head,
+                     token_classification_head)
 from ..transformer import TransformerModel
-from .base import Family, StateDict, register, rename
+from .base import Family, StateDict, by_model_type, register, rename
 
 
 class EncoderEmbeddings(nn.Module):
@@ -63,26 +65,21 @@ def _bert_config(hf: dict[str, Any]) -> ModelConfig:
         max_positions=hf["max_position_embeddings"] - (hf.get("pad_token_id", 1) + 1 if hf.get("model_type") in ("roberta", "xlm-roberta") else 0),
         norm_eps=hf.get("layer_norm_eps", 1e-12), activation=hf.get("hidden_act", "gelu"),
         pad_token_id=hf.get("pad_token_id", 0), tie_word_embeddings=hf.get("tie_word_embeddings", True),
-        pruned_heads={int(k): list(v) for k, v in hf.get("pruned_heads", {}).items()},
-        hf_config=dict(hf),
+        pruned_heads=pruned_heads_from_hf(hf, "encoder"), hf_config=dict(hf),
     )
-
-
-def _bert_config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
-    hf = dict(cfg.hf_config)
-    hf.update(vocab_size=cfg.vocab_size, pruned_heads={str(k): v for k, v in cfg.pruned_heads.items()})
-    return hf
 
 
 def _build_encoder(cfg: ModelConfig) -> TransformerModel:
     hf = cfg.hf_config
     offset = cfg.pad_token_id if cfg.family == "roberta" else None
     embed = EncoderEmbeddings(cfg, hf.get("type_vocab_size", 2), offset)
-    model = TransformerModel(cfg, embed, norm_kind="layer", norm_first=False, gated_mlp=False,
-                             uses_rotary=False, final_norm=False)
-    if hf.get("add_pooling_layer", True) and cfg.family in ("bert", "roberta"):
-        model.pooler = Pooler(cfg.d_model)
-    return model
+    return TransformerModel(cfg, embed, norm_kind="layer", norm_first=False, gated_mlp=False,
+                            uses_rotary=False, final_norm=False)
+
+
+def _pooler(cfg: ModelConfig) -> Pooler | None:
+    """BERT's pooler, unless the config says the checkpoint was made without one."""
+    return Pooler(cfg.d_model) if cfg.hf_config.get("add_pooling_layer", True) else None
 
 
 def _bert_pairs(cfg: ModelConfig, has_pooler: bool, has_token_types: bool) -> list[tuple[str, str]]:
@@ -129,15 +126,30 @@ def _bert_to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
     return rename(sd, [(ours, hf) for hf, ours in pairs])
 
 
+_BERT_HEADS = {
+    "masked-lm": HeadFormat(
+        "BertForMaskedLM", lambda cfg, n: BertMaskedLMHead(cfg),
+        [("cls.predictions.transform.dense.weight", "dense.weight"), ("cls.predictions.transform.dense.bias", "dense.bias"),
+         ("cls.predictions.transform.LayerNorm.weight", "norm.weight"),
+         ("cls.predictions.transform.LayerNorm.bias", "norm.bias"),
+         ("cls.predictions.decoder.weight", "decoder.weight"), ("cls.predictions.bias", "decoder.bias")],
+        tied="decoder.weight"),
+    "sequence-classification": HeadFormat(
+        "BertForSequenceClassification", lambda cfg, n: PooledClassificationHead(cfg, n),
+        linear_pairs("classifier", "classifier")),
+    "token-classification": token_classification_head("BertForTokenClassification"),
+    "question-answering": question_answering_head("BertForQuestionAnswering"),
+}
+
 register(Family(
-    name="bert", model_types=("bert",),
-    config_from_hf=_bert_config, config_to_hf=_bert_config_to_hf, build=_build_encoder,
+    name="bert", model_types=("bert",), config_from_hf=_bert_config, build=_build_encoder,
     state_dict_from_hf=_bert_from_hf, state_dict_to_hf=_bert_to_hf, hf_prefix=lambda cfg: "bert.",
+    base_architecture=lambda cfg: "BertModel", heads=_BERT_HEADS, default_task="masked-lm", make_pooler=_pooler,
 ))
 register(Family(
-    name="roberta", model_types=("roberta", "xlm-roberta"),
-    config_from_hf=_bert_config, config_to_hf=_bert_config_to_hf, build=_build_encoder,
+    name="roberta", model_types=("roberta", "xlm-roberta"), config_from_hf=_bert_config, build=_build_encoder,
     state_dict_from_hf=_bert_from_hf, state_dict_to_hf=_bert_to_hf, hf_prefix=lambda cfg: "roberta.",
+    base_architecture=by_model_type({"xlm-roberta": "XLMRobertaModel"}, "RobertaModel"), make_pooler=_pooler,
 ))
 
 
@@ -150,7 +162,7 @@ def _distil_config(hf: dict[str, Any]) -> ModelConfig:
         d_model=hf["dim"], d_head=hf["dim"] // n_heads, d_mlp=hf["hidden_dim"], vocab_size=hf["vocab_size"],
         max_positions=hf["max_position_embeddings"], norm_eps=1e-12, activation=hf.get("activation", "gelu"),
         pad_token_id=hf.get("pad_token_id", 0), tie_word_embeddings=hf.get("tie_word_embeddings", True),
-        pruned_heads={int(k): list(v) for k, v in hf.get("pruned_heads", {}).items()}, hf_config=dict(hf),
+        pruned_heads=pruned_heads_from_hf(hf, "encoder"), hf_config=dict(hf),
     )
 
 
@@ -180,12 +192,8 @@ def _distil_pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
 
 
 register(Family(
-    name="distilbert", model_types=("distilbert",),
-    config_from_hf=_distil_config,
-    config_to_hf=lambda cfg: {**cfg.hf_config, "vocab_size": cfg.vocab_size,
-                              "pruned_heads": {str(k): v for k, v in cfg.pruned_heads.items()}},
-    build=_distil_build,
+    name="distilbert", model_types=("distilbert",), config_from_hf=_distil_config, build=_distil_build,
     state_dict_from_hf=lambda sd, cfg: rename(sd, _distil_pairs(cfg)),
     state_dict_to_hf=lambda sd, cfg: rename(sd, [(o, h) for h, o in _distil_pairs(cfg)]),
-    hf_prefix=lambda cfg: "distilbert.",
+    hf_prefix=lambda cfg: "distilbert.", base_architecture=lambda cfg: "DistilBertModel",
 ))

@@ -4,22 +4,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, pruned_heads_from_hf
+from ..embeddings import LearnedPositionEmbeddings
+from ..heads import (causal_lm_head, last_token_classification_head, question_answering_head,
+                     token_classification_head)
 from ..transformer import TransformerModel
 from .base import Family, StateDict, register
-
-
-class GPT2Embeddings(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.word = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.position = nn.Embedding(cfg.max_positions, cfg.d_model)
-
-    def forward(self, input_ids, token_type_ids, positions, attention_mask, inputs_embeds):
-        x = inputs_embeds if inputs_embeds is not None else self.word(input_ids)  # (B, T, d)
-        return x + self.position(positions)
 
 
 def _config(hf: dict[str, Any]) -> ModelConfig:
@@ -31,17 +22,12 @@ def _config(hf: dict[str, Any]) -> ModelConfig:
         activation=hf.get("activation_function", "gelu_new"), causal=True,
         bos_token_id=hf.get("bos_token_id"), eos_token_id=hf.get("eos_token_id"),
         pad_token_id=hf.get("pad_token_id"), tie_word_embeddings=hf.get("tie_word_embeddings", True),
-        pruned_heads={int(k): list(v) for k, v in hf.get("pruned_heads", {}).items()}, hf_config=dict(hf),
+        pruned_heads=pruned_heads_from_hf(hf, "decoder"), hf_config=dict(hf),
     )
 
 
-def _config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
-    return {**cfg.hf_config, "vocab_size": cfg.vocab_size,
-            "pruned_heads": {str(k): v for k, v in cfg.pruned_heads.items()}}
-
-
 def _build(cfg: ModelConfig) -> TransformerModel:
-    return TransformerModel(cfg, GPT2Embeddings(cfg), norm_kind="layer", norm_first=True, gated_mlp=False,
+    return TransformerModel(cfg, LearnedPositionEmbeddings(cfg), norm_kind="layer", norm_first=True, gated_mlp=False,
                             uses_rotary=False, final_norm=True)
 
 
@@ -92,6 +78,11 @@ def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
 
 
 register(Family(
-    name="gpt2", model_types=("gpt2",), config_from_hf=_config, config_to_hf=_config_to_hf, build=_build,
+    name="gpt2", model_types=("gpt2",), config_from_hf=_config, build=_build,
     state_dict_from_hf=_from_hf, state_dict_to_hf=_to_hf, hf_prefix=lambda cfg: "transformer.",
+    base_architecture=lambda cfg: "GPT2Model", default_task="causal-lm",
+    heads={"causal-lm": causal_lm_head("GPT2LMHeadModel"),
+           "sequence-classification": last_token_classification_head("GPT2ForSequenceClassification"),
+           "token-classification": token_classification_head("GPT2ForTokenClassification"),
+           "question-answering": question_answering_head("GPT2ForQuestionAnswering")},
 ))

@@ -7,29 +7,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
-
-from ..config import ModelConfig
+from ..config import ModelConfig, pruned_heads_from_hf
+from ..embeddings import TokenEmbeddings
+from ..errors import UnsupportedArchitectureError
+from ..heads import (causal_lm_head, last_token_classification_head, question_answering_head,
+                     token_classification_head)
 from ..transformer import TransformerModel
-from .base import Family, StateDict, register, rename
-
-
-class TokenEmbeddings(nn.Module):
-    """Token embedding only: positions enter through rotary attention."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.word = nn.Embedding(cfg.vocab_size, cfg.d_model)
-
-    def forward(self, input_ids, token_type_ids, positions, attention_mask, inputs_embeds):
-        return inputs_embeds if inputs_embeds is not None else self.word(input_ids)  # (B, T, d)
+from .base import Family, StateDict, by_model_type, register, rename
 
 
 def _config(hf: dict[str, Any]) -> ModelConfig:
     n_heads = hf["num_attention_heads"]
     if hf.get("rope_scaling"):
         # scaled rotary variants (YaRN, linear, llama3) change the angle tables; not implemented yet
-        from ..errors import UnsupportedArchitectureError
         raise UnsupportedArchitectureError(
             f"rope_scaling {hf['rope_scaling']!r} is not supported yet; only plain rotary embeddings are.")
     qkv_bias = hf.get("attention_bias", hf.get("model_type") == "qwen2")
@@ -43,15 +33,8 @@ def _config(hf: dict[str, Any]) -> ModelConfig:
         tie_word_embeddings=hf.get("tie_word_embeddings", False), rope_theta=hf.get("rope_theta", 10000.0),
         attention_bias=bool(qkv_bias), output_bias=bool(hf.get("attention_bias", False)),
         mlp_bias=bool(hf.get("mlp_bias", False)),
-        pruned_heads={int(k): list(v) for k, v in hf.get("pruned_heads", {}).items()}, hf_config=dict(hf),
+        pruned_heads=pruned_heads_from_hf(hf, "decoder"), hf_config=dict(hf),
     )
-
-
-def _config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
-    hf = {**cfg.hf_config, "vocab_size": cfg.vocab_size}
-    if cfg.pruned_heads:  # transformers' Llama cannot load this shape; our loader restores it
-        hf["pruned_heads"] = {str(k): v for k, v in cfg.pruned_heads.items()}
-    return hf
 
 
 def _build(cfg: ModelConfig) -> TransformerModel:
@@ -88,7 +71,15 @@ def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
 
 
 register(Family(
-    name="llama", model_types=("llama", "mistral", "qwen2"),
-    config_from_hf=_config, config_to_hf=_config_to_hf, build=_build,
+    name="llama", model_types=("llama", "mistral", "qwen2"), config_from_hf=_config, build=_build,
     state_dict_from_hf=_from_hf, state_dict_to_hf=_to_hf, hf_prefix=lambda cfg: "model.",
+    base_architecture=by_model_type({"mistral": "MistralModel", "qwen2": "Qwen2Model"}, "LlamaModel"),
+    default_task="causal-lm",
+    heads={"causal-lm": causal_lm_head("LlamaForCausalLM"),
+           "sequence-classification": last_token_classification_head("LlamaForSequenceClassification"),
+           "token-classification": token_classification_head("LlamaForTokenClassification", "score"),
+           "question-answering": question_answering_head(
+               "LlamaForQuestionAnswering",
+               # Llama and Qwen2 keep the pre-2024 name `transformer` for this one task; Mistral uses `model`
+               body_prefix=lambda cfg: "model." if cfg.hf_config.get("model_type") == "mistral" else "transformer.")},
 ))

@@ -12,9 +12,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, pruned_heads_from_hf
 from ..errors import InputError
-from ..heads import HeadFormat, register_head
+from ..heads import HeadFormat, linear_pairs
+from ..inputs import IMAGE_INPUTS
+from ..preprocessing.image import ImageProcessor
 from ..transformer import TransformerModel
 from .base import Family, register, rename
 
@@ -79,12 +81,8 @@ def _config(hf: dict[str, Any]) -> ModelConfig:
         vocab_size=0, max_positions=(size[0] // patch[0]) * (size[1] // patch[1]) + 1,
         norm_eps=hf.get("layer_norm_eps", 1e-12), activation=hf.get("hidden_act", "gelu"),
         attention_bias=hf.get("qkv_bias", True),
-        pruned_heads={int(k): list(v) for k, v in hf.get("pruned_heads", {}).items()}, hf_config=dict(hf),
+        pruned_heads=pruned_heads_from_hf(hf, "encoder"), hf_config=dict(hf),
     )
-
-
-def _config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
-    return {**cfg.hf_config, "pruned_heads": {str(k): v for k, v in cfg.pruned_heads.items()}}
 
 
 def _build(cfg: ModelConfig) -> TransformerModel:
@@ -117,11 +115,13 @@ def _pairs(cfg: ModelConfig, has_pooler: bool) -> list[tuple[str, str]]:
 
 
 VIT = register(Family(
-    name="vit", model_types=("vit",), config_from_hf=_config, config_to_hf=_config_to_hf, build=_build,
+    name="vit", model_types=("vit",), config_from_hf=_config, build=_build,
     state_dict_from_hf=lambda sd, cfg: rename(sd, _pairs(cfg, "pooler.dense.weight" in sd)),
     state_dict_to_hf=lambda sd, cfg: rename(sd, [(o, h) for h, o in _pairs(cfg, "pooler.dense.weight" in sd)]),
-    hf_prefix=lambda cfg: "vit.", modality="image",
+    hf_prefix=lambda cfg: "vit.", base_architecture=lambda cfg: "ViTModel",
+    modality="image", inputs=IMAGE_INPUTS, default_task="image-classification", tokenizer=None,
+    processor=lambda folder, cfg: ImageProcessor.from_folder(folder, default_size=cfg.hf_config.get("image_size", 224)),
+    make_pooler=lambda cfg: ViTPooler(cfg.d_model),
+    heads={"image-classification": HeadFormat("ViTForImageClassification", lambda cfg, n: ClsClassifierHead(cfg, n),
+                                              linear_pairs("classifier", "classifier"))},
 ))
-register_head("image-classification", "vit", HeadFormat(
-    "ViTForImageClassification", lambda cfg, n: ClsClassifierHead(cfg, n),
-    [("classifier.weight", "classifier.weight"), ("classifier.bias", "classifier.bias")]))

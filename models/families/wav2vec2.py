@@ -15,9 +15,12 @@ import torch
 from torch import nn
 
 from ..block import ACTIVATIONS
-from ..config import ModelConfig
+from ..config import ModelConfig, pruned_heads_from_hf
+from ..ctc_tokenizer import CTCTokenizer
 from ..errors import UnsupportedArchitectureError
-from ..heads import HeadFormat, register_head
+from ..heads import HeadFormat, linear_pairs
+from ..inputs import FRAME_AUDIO_INPUTS
+from ..preprocessing.wav2vec2_features import Wav2Vec2Features
 from ..transformer import TransformerModel
 from .base import Family, StateDict, register, rename
 
@@ -71,6 +74,13 @@ class AudioFrameEmbeddings(nn.Module):
         self.norm = None if hf.get("do_stable_layer_norm", False) else nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
         if _has_spec_embed(hf):  # SpecAugment's mask vector: used in training only, kept so a save round-trips
             self.masked_spec_embed = nn.Parameter(torch.zeros(cfg.d_model))
+
+    def frame_seconds(self, sampling_rate: int) -> float:
+        """Seconds of audio between successive frames (the product of the convolution strides / rate)."""
+        hop = 1
+        for stride in self.strides:
+            hop *= stride
+        return hop / sampling_rate
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Frames the feature encoder makes from `lengths` samples."""
@@ -137,7 +147,7 @@ def _config(hf: dict[str, Any]) -> ModelConfig:
         vocab_size=hf.get("vocab_size", 32), max_positions=1 << 20,  # positions come from a convolution: no table
         norm_eps=hf.get("layer_norm_eps", 1e-5), activation=hf.get("hidden_act", "gelu"),
         pad_token_id=hf.get("pad_token_id", 0),
-        pruned_heads={int(k): list(v) for k, v in hf.get("pruned_heads", {}).items()}, hf_config=dict(hf),
+        pruned_heads=pruned_heads_from_hf(hf, "encoder"), hf_config=dict(hf),
     )
 
 
@@ -210,24 +220,13 @@ def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
     return out
 
 
-def frame_seconds(cfg: ModelConfig, sampling_rate: int) -> float:
-    """Seconds of audio between successive frames (product of the convolution strides / rate)."""
-    hop = 1
-    for stride in cfg.hf_config["conv_stride"]:
-        hop *= stride
-    return hop / sampling_rate
-
-
 WAV2VEC2 = register(Family(
     name="wav2vec2", model_types=("wav2vec2",), config_from_hf=_config,
-    config_to_hf=lambda cfg: {**cfg.hf_config, "pruned_heads": {str(k): v for k, v in cfg.pruned_heads.items()}},
     build=_build, state_dict_from_hf=_from_hf, state_dict_to_hf=_to_hf, hf_prefix=lambda cfg: "wav2vec2.",
-    modality="audio",
+    base_architecture=lambda cfg: "Wav2Vec2Model", modality="audio", inputs=FRAME_AUDIO_INPUTS,
+    tokenizer=CTCTokenizer.from_folder, processor=lambda folder, cfg: Wav2Vec2Features.from_folder(folder),
+    heads={"ctc": HeadFormat("Wav2Vec2ForCTC", lambda cfg, n: CTCHead(cfg, n), linear_pairs("lm_head", "lm_head")),
+           "audio-classification": HeadFormat(
+               "Wav2Vec2ForSequenceClassification", lambda cfg, n: AudioClassificationHead(cfg, n),
+               linear_pairs("projector", "projector") + linear_pairs("classifier", "classifier"))},
 ))
-register_head("ctc", "wav2vec2", HeadFormat(
-    "Wav2Vec2ForCTC", lambda cfg, n: CTCHead(cfg, n),
-    [("lm_head.weight", "lm_head.weight"), ("lm_head.bias", "lm_head.bias")]))
-register_head("audio-classification", "wav2vec2", HeadFormat(
-    "Wav2Vec2ForSequenceClassification", lambda cfg, n: AudioClassificationHead(cfg, n),
-    [("projector.weight", "projector.weight"), ("projector.bias", "projector.bias"),
-     ("classifier.weight", "classifier.weight"), ("classifier.bias", "classifier.bias")]))

@@ -7,31 +7,42 @@ the encoder output (cross-attention), with learned positions and the token embed
 output projection. Attention modules are the shared `Attention`, so masking, pruning and hook
 points work as in every other family.
 
+The network is the shared `EncoderDecoder` of two `TransformerModel`s; only the embeddings, the
+config mapping, the converters and the input adapter (transcribe, then trace) are Whisper's.
 Head keys: the trace's `attentions` and `tokens` are the decoder's, so an integer layer means a
 decoder self-attention layer (as on text models); the encoder's and the cross-attention's heads
-are named "encoder.{i}" and "cross.{i}".
+are ("encoder", i) and ("cross", i), or "encoder.{i}" and "cross.{i}".
 """
 from __future__ import annotations
 
-import copy
 import math
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention import Attention
-from ..block import MLP
 from ..config import ModelConfig
+from ..deferred_patterns import collect
+from ..embeddings import LearnedPositionEmbeddings
+from ..encoder_decoder import EncoderDecoder, Seq2SeqOutput
 from ..errors import InputError
-from ..hooks import HookPoint
-from ..transformer import ForwardOutput, TransformerModel, additive_mask
+from ..generation import greedy_decode
+from ..heads import causal_lm_head
+from ..inputs import InputAdapter, Prepared, load_waves
+from ..preprocessing.whisper_features import WhisperFeatures
+from ..tokenization import TextTokenizer
+from ..trace import Trace
+from ..transformer import ForwardOutput, TransformerModel
 from .base import Family, StateDict, register, rename
 
 FRAMES_PER_POSITION = 2            # conv2 has stride 2: one encoder position per two 10 ms mel frames
 SECONDS_PER_POSITION = 0.02
+MAX_SECONDS = 30.0                 # the encoder reads one 30 s window
+# files a Whisper folder carries besides weights and config, copied as they are on save
+AUX_FILES = ("generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+             "vocab.json", "merges.txt", "normalizer.json", "added_tokens.json")
 
 
 def sinusoids(length: int, channels: int) -> torch.Tensor:
@@ -62,208 +73,50 @@ class AudioConvEmbeddings(nn.Module):
         return x, torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
 
 
-class DecoderBlock(nn.Module):
-    """Pre-norm: causal self-attention, then cross-attention to the encoder, then the MLP."""
-
-    def __init__(self, attn: Attention, cross_attn: Attention, mlp: MLP, d_model: int, eps: float) -> None:
-        super().__init__()
-        self.attn, self.cross_attn, self.mlp = attn, cross_attn, mlp
-        self.ln1 = nn.LayerNorm(d_model, eps=eps)
-        self.ln_cross = nn.LayerNorm(d_model, eps=eps)
-        self.ln2 = nn.LayerNorm(d_model, eps=eps)
-        self.hook_resid_pre = HookPoint("(B, T, d) block input")
-        self.hook_attn_out = HookPoint("(B, T, d) self-attention output after projection")
-        self.hook_resid_mid = HookPoint("(B, T, d) after self-attention and its residual")
-        self.hook_cross_out = HookPoint("(B, T, d) cross-attention output after projection")
-        self.hook_resid_cross = HookPoint("(B, T, d) after cross-attention and its residual")
-        self.hook_mlp_out = HookPoint("(B, T, d) MLP output")
-        self.hook_resid_post = HookPoint("(B, T, d) block output")
-
-    def forward(self, x, mask, cross_kv, self_scale, cross_scale, capture, past=None):
-        """`past`: (k, v) of earlier positions when decoding step by step; returns the extended pair."""
-        x = self.hook_resid_pre(x)
-        h = self.ln1(x)
-        if past is not None:
-            k_new, v_new = self.attn.project_kv(h)  # (B, T, KV, dh)
-            past = (torch.cat([past[0], k_new], dim=1), torch.cat([past[1], v_new], dim=1))
-            attn_out, pattern = self.attn(h, mask, None, self_scale, capture, kv=past)
-        else:
-            attn_out, pattern = self.attn(h, mask, None, self_scale, capture)
-        mid = self.hook_resid_mid(x + self.hook_attn_out(attn_out))
-        cross_out, cross_pattern = self.cross_attn(self.ln_cross(mid), None, None, cross_scale, capture, kv=cross_kv)
-        mid2 = self.hook_resid_cross(mid + self.hook_cross_out(cross_out))
-        out = mid2 + self.hook_mlp_out(self.mlp(self.ln2(mid2)))
-        return self.hook_resid_post(out), pattern, cross_pattern, past
-
-
-@dataclass
-class DecoderOutput:
-    resid: list[torch.Tensor]             # n_layers + 1 states (B, T, d)
-    attentions: list[torch.Tensor]        # n_layers (B, H, T, T) self-attention; empty without capture
-    cross_attentions: list[torch.Tensor]  # n_layers (B, H, T, S) over encoder positions
-    resid_final: torch.Tensor             # (B, T, d) before the final norm
-    final: torch.Tensor                   # (B, T, d)
-    logits: torch.Tensor                  # (B, T, vocab)
-    cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-
-
-class WhisperDecoder(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.word = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.position = nn.Embedding(cfg.max_positions, cfg.d_model)
-        self.hook_embed = HookPoint("(B, T, d) token + position embedding")
-        self.blocks = nn.ModuleList(
-            DecoderBlock(_attention(cfg, layer), _attention(cfg, f"cross.{layer}"),
-                         MLP(cfg.d_model, cfg.d_mlp, cfg.activation, gated=False, bias=True), cfg.d_model, cfg.norm_eps)
-            for layer in range(cfg.n_layers))
-        self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.hook_resid_final = HookPoint("(B, T, d) before the final norm")
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, cross_kv: list,
-                self_scales: dict | None = None, cross_scales: dict | None = None, capture: bool | str = True,
-                cache: list | None = None, offset: int = 0) -> DecoderOutput:
-        """`cross_kv`: per layer the encoder output (B, S, d) or its projected (k, v); `cache` for step-wise decoding."""
-        B, T = input_ids.shape
-        if offset + T > self.cfg.max_positions:
-            raise InputError(f"Whisper's decoder reads at most {self.cfg.max_positions} tokens; got {offset + T}.")
-        positions = torch.arange(offset, offset + T, device=input_ids.device)
-        x = self.hook_embed(self.word(input_ids) + self.position(positions)[None])  # (B, T, d)
-        if cache is not None and T == 1:
-            mask = None  # one new position sees every earlier one
-        else:
-            if attention_mask is None:
-                attention_mask = torch.ones(B, T, dtype=torch.long, device=input_ids.device)
-            mask = additive_mask(attention_mask, causal=True, dtype=x.dtype)  # (B, 1, T, T)
-        resid, attentions, crosses, new_cache = [x], [], [], []
-        for layer, block in enumerate(self.blocks):
-            past = None
-            if cache is not None:
-                past = cache[layer] if cache[layer] is not None else _empty_kv(block.attn, B, x)
-            x, pattern, cross_pattern, past = block(
-                x, mask, cross_kv[layer], (self_scales or {}).get(layer), (cross_scales or {}).get(layer), capture, past)
-            resid.append(x)
-            new_cache.append(past)
-            if capture:
-                attentions.append(pattern)
-                crosses.append(cross_pattern)
-        resid_final = self.hook_resid_final(x)
-        final = self.final_norm(resid_final)
-        logits = final @ self.word.weight.T  # (B, T, vocab): the output projection is the tied embedding
-        return DecoderOutput(resid, attentions, crosses, resid_final, final, logits,
-                             new_cache if cache is not None else None)
-
-
-def _empty_kv(attn: Attention, B: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    empty = like.new_zeros(B, 0, attn.n_kv_heads, attn.d_head)  # (B, 0, KV, dh)
-    return empty, empty
-
-
-def _attention(cfg: ModelConfig, key) -> Attention:
-    heads = cfg.heads_in_layer(key)
-    return Attention(d_model=cfg.d_model, d_head=cfg.d_head, kv_index=list(range(len(heads))), n_kv_heads=len(heads),
-                     qkv_bias=True, output_bias=True, head_ids=heads)
-
-
-@dataclass
-class Seq2SeqOutput:
-    encoder: ForwardOutput
-    decoder: DecoderOutput
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-class WhisperNetwork(nn.Module):
-    """encoder (a TransformerModel over audio positions) + decoder with cross-attention."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.encoder = TransformerModel(encoder_config(cfg), AudioConvEmbeddings(
-            cfg.hf_config.get("num_mel_bins", 80), cfg.d_model, cfg.hf_config.get("max_source_positions", 1500)),
-            norm_kind="layer", norm_first=True, gated_mlp=False, uses_rotary=False, final_norm=True)
-        self.decoder = WhisperDecoder(cfg)
-        self.head = None
-
-    @property
-    def embed(self) -> WhisperDecoder:
-        """The token embedding lives in the decoder (`embed.word`, as on text models)."""
-        return self.decoder
-
-    @property
-    def blocks(self) -> nn.ModuleList:
-        """The decoder's blocks: the ones the trace's `attentions` come from."""
-        return self.decoder.blocks
-
-    def encode(self, input_features: torch.Tensor, scales: dict | None = None, capture: bool | str = True) -> ForwardOutput:
-        return self.encoder(input_features=input_features, head_scales=(scales or {}).get("encoder"), capture=capture)
-
-    def forward(self, input_features: torch.Tensor | None = None, decoder_input_ids: torch.Tensor | None = None,
-                decoder_attention_mask: torch.Tensor | None = None, head_scales: dict | None = None,
-                capture: bool | str = True, encoder_out: ForwardOutput | None = None) -> Seq2SeqOutput:
-        scales = split_scales(head_scales)
-        if encoder_out is None:
-            encoder_out = self.encode(input_features, scales, capture)
-        decoder_out = self.decoder(decoder_input_ids, decoder_attention_mask, [encoder_out.final] * len(self.decoder.blocks),
-                                   scales.get("decoder"), scales.get("cross"), capture)
-        return Seq2SeqOutput(encoder_out, decoder_out)
-
-
-def split_scales(head_scales: dict | None) -> dict[str, dict[int, torch.Tensor]]:
-    """{0: s, "encoder.1": s, "cross.2": s} -> {"decoder": {0: s}, "encoder": {1: s}, "cross": {2: s}}."""
-    out: dict[str, dict[int, torch.Tensor]] = {"decoder": {}, "encoder": {}, "cross": {}}
-    for key, scale in (head_scales or {}).items():
-        stack, layer = parse_key(key)
-        out[stack][layer] = scale
-    return out
-
-
-def parse_key(key) -> tuple[str, int]:
-    if isinstance(key, str) and "." in key:
-        stack, layer = key.split(".", 1)
-        if stack in ("encoder", "decoder", "cross") and layer.isdigit():
-            return stack, int(layer)
-    elif isinstance(key, int) and not isinstance(key, bool):
-        return "decoder", key
-    raise InputError(f"Whisper head key {key!r}: use a decoder layer number, or 'encoder.N' / 'cross.N'.")
-
-
-def stack_key(stack: str, layer: int):
-    """The key under which `stack`'s layer is kept in `pruned_heads` and head scales."""
-    return layer if stack == "decoder" else f"{stack}.{layer}"
-
-
 def encoder_config(cfg: ModelConfig) -> ModelConfig:
+    """The encoder's one-stack view of a Whisper config (heads keyed ("encoder", layer))."""
     hf = cfg.hf_config
     n_heads = hf["encoder_attention_heads"]
     return ModelConfig(
         family="whisper", n_layers=hf["encoder_layers"], n_heads=n_heads, n_kv_heads=n_heads, d_model=cfg.d_model,
         d_head=cfg.d_model // n_heads, d_mlp=hf["encoder_ffn_dim"], vocab_size=0,
         max_positions=hf.get("max_source_positions", 1500), norm_eps=cfg.norm_eps, activation=cfg.activation,
-        pruned_heads={int(k.split(".")[1]): v for k, v in cfg.pruned_heads.items() if str(k).startswith("encoder.")},
-        hf_config=hf)
+        pruned_heads={k: v for k, v in cfg.pruned_heads.items() if k[0] == "encoder"}, hf_config=hf)
 
 
 def _config(hf: dict[str, Any]) -> ModelConfig:
     n_heads = hf["decoder_attention_heads"]
     pruned = {}
     for key, heads in hf.get("workbench_pruned_heads", {}).items():
-        pruned[int(key) if key.isdigit() else key] = list(heads)
+        stack, _, layer = key.rpartition(".")
+        pruned[(stack or "decoder", int(layer))] = list(heads)
     return ModelConfig(
         family="whisper", n_layers=hf["decoder_layers"], n_heads=n_heads, n_kv_heads=n_heads, d_model=hf["d_model"],
         d_head=hf["d_model"] // n_heads, d_mlp=hf["decoder_ffn_dim"], vocab_size=hf["vocab_size"],
         max_positions=hf.get("max_target_positions", 448), norm_eps=1e-5,
         activation=hf.get("activation_function", "gelu"), causal=True, pad_token_id=hf.get("pad_token_id"),
         bos_token_id=hf.get("decoder_start_token_id"), eos_token_id=hf.get("eos_token_id"), tie_word_embeddings=True,
-        pruned_heads=pruned, hf_config=dict(hf))
+        pruned_heads=pruned, other_stacks={"encoder": (hf["encoder_layers"], hf["encoder_attention_heads"]),
+                                           "cross": (hf["decoder_layers"], n_heads)},
+        hf_config=dict(hf))
 
 
 def _config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
     hf = {k: v for k, v in cfg.hf_config.items() if k != "workbench_pruned_heads"}
     if cfg.pruned_heads:
         # transformers' Whisper cannot prune, and its `pruned_heads` takes integer keys only: kept under our own key
-        hf["workbench_pruned_heads"] = {str(k): v for k, v in cfg.pruned_heads.items()}
+        hf["workbench_pruned_heads"] = {f"{stack}.{layer}": v for (stack, layer), v in sorted(cfg.pruned_heads.items())}
     return hf
+
+
+def _build(cfg: ModelConfig) -> EncoderDecoder:
+    hf = cfg.hf_config
+    audio = AudioConvEmbeddings(hf.get("num_mel_bins", 80), cfg.d_model, hf.get("max_source_positions", 1500))
+    encoder = TransformerModel(encoder_config(cfg), audio, norm_kind="layer", norm_first=True, gated_mlp=False,
+                               uses_rotary=False, final_norm=True, stack="encoder")
+    decoder = TransformerModel(cfg, LearnedPositionEmbeddings(cfg), norm_kind="layer", norm_first=True,
+                               gated_mlp=False, uses_rotary=False, final_norm=True, stack="decoder", cross_stack="cross")
+    return EncoderDecoder(cfg, encoder, decoder, encoder_config)
 
 
 def _attn_pairs(hf: str, ours: str) -> list[tuple[str, str]]:
@@ -280,8 +133,8 @@ def _pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
     pairs = [("encoder.conv1.weight", "encoder.embed.conv1.weight"), ("encoder.conv1.bias", "encoder.embed.conv1.bias"),
              ("encoder.conv2.weight", "encoder.embed.conv2.weight"), ("encoder.conv2.bias", "encoder.embed.conv2.bias"),
              ("encoder.layer_norm.weight", "encoder.final_norm.weight"), ("encoder.layer_norm.bias", "encoder.final_norm.bias"),
-             ("decoder.embed_tokens.weight", "decoder.word.weight"),
-             ("decoder.embed_positions.weight", "decoder.position.weight"),
+             ("decoder.embed_tokens.weight", "decoder.embed.word.weight"),
+             ("decoder.embed_positions.weight", "decoder.embed.position.weight"),
              ("decoder.layer_norm.weight", "decoder.final_norm.weight"), ("decoder.layer_norm.bias", "decoder.final_norm.bias")]
     for i in range(hf["encoder_layers"]):
         h, o = f"encoder.layers.{i}.", f"encoder.blocks.{i}."
@@ -320,28 +173,123 @@ def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
     return out
 
 
-WHISPER = register(Family(
-    name="whisper", model_types=("whisper",), config_from_hf=_config, config_to_hf=_config_to_hf,
-    build=lambda cfg: WhisperNetwork(cfg), state_dict_from_hf=_from_hf, state_dict_to_hf=_to_hf,
-    hf_prefix=lambda cfg: "model.", modality="audio",
-))
+class SpeechToTextInputs(InputAdapter):
+    """Audio in, a transcript out: `run(audio=[...])` transcribes greedily (step by step, keys and values cached),
+    then runs the decoder once more over the whole transcript with capture on, so the trace holds every pattern
+    of the tokens it produced; `run(audio=[...], texts=["a transcript"])` scores given transcripts instead."""
+    modality = "audio"
+    accepts = ("audio", "sampling_rate", "texts", "max_new_tokens")
 
+    def features(self, model, audio, sampling_rate: int | None) -> tuple[torch.Tensor, list]:
+        """input_features (B, n_mels, 3000) and the waveforms at 16 kHz."""
+        if audio is None:
+            raise InputError("No input: pass audio=[waveform or file] (and sampling_rate= for arrays) to Whisper.")
+        batch = list(audio) if isinstance(audio, (list, tuple)) else [audio]
+        if not batch:
+            raise InputError("No audio given.")
+        waves = load_waves(model, batch, sampling_rate, MAX_SECONDS, "Whisper")
+        return model.processor(waves), waves
 
-def without_heads(network: WhisperNetwork, cfg: ModelConfig, heads: dict) -> tuple[WhisperNetwork, ModelConfig]:
-    """A pruned copy: `heads` maps keys (decoder int, "encoder.N", "cross.N") to original head numbers."""
-    network, cfg = copy.deepcopy(network), copy.deepcopy(cfg)
-    for key, chosen in heads.items():
-        if not chosen:
-            continue
-        stack, layer = parse_key(key)
-        if stack == "encoder":
-            owner, attr = network.encoder.blocks[layer], "attn"
+    def prepare(self, model, audio=None, sampling_rate: int | None = None, texts=None,
+                max_new_tokens: int | None = None) -> Prepared:
+        """The encoder's input (log-mel features) and the waveforms, without transcribing."""
+        features, waves = self.features(model, audio, sampling_rate)
+        return Prepared(inputs={"input_features": features}, tokens=[], extras={"waveforms": waves})
+
+    def prompt_ids(self, model) -> list[int]:
+        """<|startoftranscript|> [language, task] <|notimestamps|>, as transformers' generate builds them."""
+        g = model.generation_config
+        ids = [g.get("decoder_start_token_id", model.config.bos_token_id)]
+        if g.get("is_multilingual"):
+            ids += [g["lang_to_id"]["<|en|>"], g["task_to_id"]["transcribe"]]
+        if g.get("no_timestamps_token_id") is not None:
+            ids.append(g["no_timestamps_token_id"])
+        return ids
+
+    def greedy(self, model, encoder_out: ForwardOutput, max_new_tokens: int | None) -> list[list[int]]:
+        """Each clip's prompt, new tokens and end token (if reached), decoded greedily with the shared loop."""
+        g = model.generation_config
+        prompt = self.prompt_ids(model)
+        limit = g.get("max_length", model.config.max_positions) - len(prompt)
+        steps = limit if max_new_tokens is None else min(max_new_tokens, limit)
+        cache: list[dict[str, torch.Tensor]] = [{} for _ in model.network.decoder.blocks]
+
+        def step(ids: torch.Tensor):
+            out = model.forward(decoder_input_ids=ids, encoder_out=encoder_out, cache=cache, capture=False)
+            return out.decoder.logits[:, -1], None
+
+        B = encoder_out.final.shape[0]
+        new, _, _ = greedy_decode(step, torch.tensor([prompt] * B), steps, model.config.eos_token_id,
+                                  suppress=g.get("suppress_tokens") or (),
+                                  begin_suppress=g.get("begin_suppress_tokens") or ())
+        return [prompt + tokens for tokens in new]
+
+    def encode(self, model, features: torch.Tensor, capture: bool | str) -> ForwardOutput:
+        return model.network.encode(model.active_scales(), capture, input_features=features)
+
+    def generate(self, model, audio=None, sampling_rate: int | None = None,
+                 max_new_tokens: int | None = None) -> list[list[int]]:
+        """New token ids per clip (without the prompt, with the end token if reached)."""
+        features, _ = self.features(model, audio, sampling_rate)
+        prompt = len(self.prompt_ids(model))
+        return [seq[prompt:] for seq in self.greedy(model, self.encode(model, features, False), max_new_tokens)]
+
+    def run(self, model, capture: bool | str, audio=None, sampling_rate: int | None = None, texts=None,
+            max_new_tokens: int | None = None) -> Trace:
+        features, waves = self.features(model, audio, sampling_rate)
+        encoder_out = self.encode(model, features, capture)
+        prompt = self.prompt_ids(model)
+        if texts is not None:
+            given = [texts] if isinstance(texts, str) else list(texts)
+            if len(given) != len(waves):
+                raise InputError(f"Give one transcript per clip: {len(waves)} clips, {len(given)} transcripts.")
+            sequences = [prompt + model.tokenizer.backend.encode(t, add_special_tokens=False).ids
+                         + [model.config.eos_token_id] for t in given]
         else:
-            owner, attr = network.decoder.blocks[layer], "attn" if stack == "decoder" else "cross_attn"
-        attn = getattr(owner, attr)
-        setattr(owner, attr, attn.without_heads([attn.head_ids.index(h) for h in set(chosen)]))
-        cfg.pruned_heads[key] = sorted(set(cfg.pruned_heads.get(key, [])) | set(chosen))
-    network.cfg = cfg
-    network.encoder.cfg = encoder_config(cfg)
-    network.decoder.cfg = cfg
-    return network, cfg
+            sequences = self.greedy(model, encoder_out, max_new_tokens)
+        T = max(len(s) for s in sequences)
+        if T > model.config.max_positions:
+            raise InputError(f"Whisper's decoder reads at most {model.config.max_positions} tokens; a transcript "
+                             f"here has {T}. Give a shorter one.")
+        pad = model.config.pad_token_id if model.config.pad_token_id is not None else model.config.eos_token_id
+        ids = torch.tensor([s + [pad] * (T - len(s)) for s in sequences])  # (B, T)
+        mask = torch.tensor([[1] * len(s) + [0] * (T - len(s)) for s in sequences])  # (B, T)
+        out = model.forward(decoder_input_ids=ids, decoder_attention_mask=mask, capture=capture, encoder_out=encoder_out)
+        return self.trace_of(model, out, ids, mask, sequences, len(prompt), features, waves, audio)
+
+    def trace_of(self, model, out: Seq2SeqOutput, ids, mask, sequences, prompt: int, features, waves, audio) -> Trace:
+        dec, enc = out.decoder, out.encoder
+        hidden = list(dec.resid)
+        hidden[-1] = dec.final
+        enc_hidden = list(enc.resid)
+        enc_hidden[-1] = enc.final
+        decoder_patterns = collect(dec.attentions)  # one object: `attentions` and `decoder_attentions` share it
+        sources = [str(a) if isinstance(a, (str, Path)) else "audio" for a in
+                   (audio if isinstance(audio, (list, tuple)) else [audio])]
+        extras = {
+            "encoder_attentions": collect(enc.attentions), "encoder_hidden_states": tuple(enc_hidden),
+            "cross_attentions": collect(dec.cross_attentions), "decoder_attentions": decoder_patterns,
+            "transcripts": [model.decode(s[prompt:]) for s in sequences], "prompt_length": prompt,
+            "waveforms": waves, "sampling_rate": model.processor.sampling_rate, "input_features": features,
+            "seconds_per_position": SECONDS_PER_POSITION,
+            # encoder positions that hold audio; the rest of the 30 s window is padding silence
+            "audio_positions": [min(math.ceil(len(w) / (model.processor.hop_length * FRAMES_PER_POSITION)),
+                                    enc.final.shape[1]) for w in waves],
+            "sources": sources,
+        }
+        tokens = [[model.tokenizer.decode([i]) for i in s] for s in sequences]
+        return Trace(tokens=tokens, input_ids=ids, attention_mask=mask, hidden_states=tuple(hidden),
+                     attentions=decoder_patterns, resid_final=dec.resid_final, logits=dec.logits,
+                     head_ids=model.head_ids(), texts=sources, model_name=model.name, modality="audio", extras=extras)
+
+
+WHISPER = register(Family(
+    name="whisper", model_types=("whisper",), config_from_hf=_config, config_to_hf=_config_to_hf, build=_build,
+    state_dict_from_hf=_from_hf, state_dict_to_hf=_to_hf, hf_prefix=lambda cfg: "model.",
+    base_architecture=lambda cfg: "WhisperForConditionalGeneration",
+    heads={"automatic-speech-recognition": causal_lm_head("WhisperForConditionalGeneration", "proj_out.weight")},
+    architectures={"WhisperModel": "automatic-speech-recognition"}, fixed_task=True,
+    default_task="automatic-speech-recognition", modality="audio", inputs=SpeechToTextInputs(),
+    tokenizer=lambda folder: TextTokenizer.from_folder(folder),
+    processor=lambda folder, cfg: WhisperFeatures.from_folder(folder), extra_files=AUX_FILES,
+))

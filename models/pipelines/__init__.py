@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..loading import load_model
 from ..workbench_model import WorkbenchModel
 from . import text, vision_audio  # noqa: F401  (registration)
 from .base import PIPELINES, Pipeline, ResultDict, ResultList
@@ -38,10 +39,9 @@ def pipeline(task: str, model: str | Path | WorkbenchModel | None = None, **defa
             raise InputError(f"{task} has no embedded default model; pass model= (a folder or hub id with that head).")
         model = DEFAULT_MODELS[task]
     if not isinstance(model, WorkbenchModel):
-        from ..loading import load_model
         loaded = load_model(model)
         wanted = TASK_HEADS.get(task)
-        if wanted and loaded.task != wanted and getattr(loaded, "modality", "text") == "text" and loaded.task is None:
+        if wanted and loaded.task != wanted and loaded.modality == "text" and loaded.task is None:
             loaded = load_model(model, task=wanted)  # a fresh, untrained head: the caller asked for this task
         model = loaded
     return PIPELINES[task](model, **defaults)

@@ -7,7 +7,7 @@ and `result.seconds`, which an equality check or a JSON dump never sees.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -45,9 +45,9 @@ class Pipeline:
         self.check_model()
 
     def check_model(self) -> None:
-        if getattr(self.model, "modality", "text") != self.modality:
-            raise InputError(f"{self.task} needs a {self.modality} model; {self.model.name} reads "
-                             f"{getattr(self.model, 'modality', 'text')}.")
+        if self.model.modality != self.modality:
+            raise InputError(f"{self.task} needs a {self.modality} model; {self.model.display_name} reads "
+                             f"{self.model.modality}.")
         if self.tasks_served and self.model.task not in self.tasks_served:
             raise InputError(f"{self.task} needs a model with a {' or '.join(str(t) for t in self.tasks_served)} head; "
                              f"{self.model.name} has {self.model.task or 'no task head'}.")
@@ -87,9 +87,3 @@ PIPELINES: dict[str, type[Pipeline]] = {}
 def register_pipeline(cls: type[Pipeline]) -> type[Pipeline]:
     PIPELINES[cls.task] = cls
     return cls
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start

@@ -179,7 +179,7 @@ def test_code_to_reproduce_gives_the_numbers_on_the_page(tiny_models, monkeypatc
     np.testing.assert_allclose(scope["importance"].table().to_numpy(), chart_z(at, "heads_heatmap"), atol=1e-6)
     bars = chart_traces(at, "heads_prediction")
     np.testing.assert_allclose(scope["effect"].prediction["after"], decode(bars[1]["y"]).astype(float), atol=1e-6)
-    assert scope["pruned"].config.pruned_heads == {0: [3]}
+    assert scope["pruned"].config.pruned_heads == {(scope["pruned"].config.main_stack, 0): [3]}
 
 
 def test_bad_input_is_shown_and_the_page_stays_up(tiny_models):

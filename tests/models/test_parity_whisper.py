@@ -69,7 +69,7 @@ def test_greedy_generation_equals_a_greedy_loop_over_transformers(pair):
     reference is the plain greedy loop over its forward, with the checkpoint's suppressed tokens."""
     reference, model, _ = pair
     waves = [noise_clip(1.5, seed=10)]
-    features = model.features(waves)[0]
+    features = model.prepare(audio=waves).inputs["input_features"]
     g = reference.generation_config
     with torch.no_grad():
         encoder_outputs = reference.model.encoder(features)

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from models import InputError, UnsupportedArchitectureError, load_model
-from models.heads import HEAD_FORMATS
+from models.families import head_formats
+
+HEAD_FORMATS = head_formats()
 from models.task_heads import available_heads, head_is_trained
 from tests.tiny_models import make_checkpoint
 

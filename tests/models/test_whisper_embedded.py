@@ -57,14 +57,15 @@ def test_converted_whisper_equals_transformers_on_the_same_folder(whisper, refer
 def test_features_equal_transformers_feature_extractor(whisper):
     from transformers import WhisperFeatureExtractor
     reference = WhisperFeatureExtractor.from_pretrained(EMBEDDED["whisper-tiny.en"]())
-    ours, waves = whisper.features([str(p) for p, _ in _clips()[:3]])
+    prepared = whisper.prepare(audio=[str(p) for p, _ in _clips()[:3]])
+    ours, waves = prepared.inputs["input_features"], prepared.extras["waveforms"]
     theirs = reference(waves, sampling_rate=16000, return_tensors="pt").input_features
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
 def test_greedy_transcripts_equal_transformers_generate(whisper, reference):
     for path, _ in _clips()[:2]:
-        features, _ = whisper.features([str(path)])
+        features = whisper.prepare(audio=[str(path)]).inputs["input_features"]
         with torch.no_grad():
             theirs = reference.generate(features)[0].tolist()
         ours = whisper.generate([str(path)])[0]
