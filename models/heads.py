@@ -61,6 +61,17 @@ class BertMaskedLMHead(nn.Module):
         return self.decoder(self.norm(self.act(self.dense(final))))  # (B, T, vocab)
 
 
+class Pooler(nn.Module):
+    """tanh(dense(h[CLS])): BERT's sentence vector, read by its classification head (ViT has the same pooler)."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(d_model, d_model)
+
+    def forward(self, final: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(final[:, 0]))  # (B, d)
+
+
 class PooledClassificationHead(nn.Module):
     """BERT's sequence classifier: a linear layer on the pooled [CLS] vector."""
 

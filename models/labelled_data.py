@@ -23,8 +23,19 @@ CsvSource = Union[str, Path, IO[str], IO[bytes]]
 SPLITS = ("train", "validation", "test")
 
 
+class _Splits:
+    """What both labelled sets share: rows carry a split name ("train", "validation", "test")."""
+    splits: tuple[str, ...]
+
+    def split(self, name: str):
+        return self.subset(i for i, s in enumerate(self.splits) if s == name)
+
+    def subset(self, rows: Iterable[int]):  # pragma: no cover - each set defines it
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class LabelledTexts:
+class LabelledTexts(_Splits):
     """Sentences and one label each (sequence classification)."""
     texts: tuple[str, ...]
     labels: tuple[str, ...]
@@ -39,10 +50,6 @@ class LabelledTexts:
     def label_names(self) -> list[str]:
         return sorted(set(self.labels))
 
-    def split(self, name: str) -> "LabelledTexts":
-        keep = [i for i, s in enumerate(self.splits) if s == name]
-        return self.subset(keep)
-
     def subset(self, rows: Iterable[int]) -> "LabelledTexts":
         rows = list(rows)
         return LabelledTexts(tuple(self.texts[i] for i in rows), tuple(self.labels[i] for i in rows),
@@ -50,7 +57,7 @@ class LabelledTexts:
 
 
 @dataclass(frozen=True)
-class LabelledTokens:
+class LabelledTokens(_Splits):
     """Pre-split words and one tag per word (token classification)."""
     words: tuple[tuple[str, ...], ...]
     tags: tuple[tuple[str, ...], ...]
@@ -69,10 +76,6 @@ class LabelledTokens:
     def labels(self) -> tuple[str, ...]:
         """Every tag in reading order (what label checks look at)."""
         return tuple(t for row in self.tags for t in row)
-
-    def split(self, name: str) -> "LabelledTokens":
-        keep = [i for i, s in enumerate(self.splits) if s == name]
-        return self.subset(keep)
 
     def subset(self, rows: Iterable[int]) -> "LabelledTokens":
         rows = list(rows)

@@ -122,6 +122,12 @@ def _missing(name: str) -> bool:
     raise KeyError(name)
 
 
+def layer_pairs(hf: str, ours: str, modules: dict[str, str], params: tuple[str, ...] = ("weight", "bias")
+                ) -> list[tuple[str, str]]:
+    """(HF name, our name) of every parameter of one layer, from a {our module: HF module} table."""
+    return [(f"{hf}{theirs}.{p}", f"{ours}{mine}.{p}") for mine, theirs in modules.items() for p in params]
+
+
 def by_model_type(names: dict[str, str], default: str) -> Callable[[ModelConfig], str]:
     """A `base_architecture` that depends on the checkpoint's model_type ({"roberta": "RobertaModel"})."""
     return lambda cfg: names.get(cfg.hf_config.get("model_type", ""), default)

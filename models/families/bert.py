@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig, pruned_heads_from_hf
-from ..heads import (BertMaskedLMHead, HeadFormat, PooledClassificationHead, linear_pairs, question_answering_head,
+from ..heads import (BertMaskedLMHead, HeadFormat, PooledClassificationHead, Pooler, linear_pairs, question_answering_head,
                      token_classification_head)
 from ..transformer import TransformerModel
-from .base import Family, StateDict, by_model_type, register, rename
+from .base import Family, StateDict, by_model_type, layer_pairs, register, rename
 
 
 class EncoderEmbeddings(nn.Module):
@@ -40,17 +40,6 @@ class EncoderEmbeddings(nn.Module):
                 token_type_ids = torch.zeros_like(positions)  # RoBERTa has one segment embedding
             x = x + self.token_type(token_type_ids)
         return self.norm(x)
-
-
-class Pooler(nn.Module):
-    """tanh(dense(h[CLS])): BERT's sentence vector, used by its classification head."""
-
-    def __init__(self, d_model: int) -> None:
-        super().__init__()
-        self.dense = nn.Linear(d_model, d_model)
-
-    def forward(self, final: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(final[:, 0]))  # (B, d)
 
 
 # ---------------------------------------------------------------- BERT and RoBERTa
@@ -82,6 +71,16 @@ def _pooler(cfg: ModelConfig) -> Pooler | None:
     return Pooler(cfg.d_model) if cfg.hf_config.get("add_pooling_layer", True) else None
 
 
+# our module -> the checkpoint's, per layer
+_BERT_LAYER = {"attn.q_proj": "attention.self.query", "attn.k_proj": "attention.self.key",
+               "attn.v_proj": "attention.self.value", "attn.o_proj": "attention.output.dense",
+               "ln1": "attention.output.LayerNorm", "mlp.fc_in": "intermediate.dense", "mlp.fc_out": "output.dense",
+               "ln2": "output.LayerNorm"}
+_DISTIL_LAYER = {"attn.q_proj": "attention.q_lin", "attn.k_proj": "attention.k_lin", "attn.v_proj": "attention.v_lin",
+                 "attn.o_proj": "attention.out_lin", "ln1": "sa_layer_norm", "mlp.fc_in": "ffn.lin1",
+                 "mlp.fc_out": "ffn.lin2", "ln2": "output_layer_norm"}
+
+
 def _bert_pairs(cfg: ModelConfig, has_pooler: bool, has_token_types: bool) -> list[tuple[str, str]]:
     """(HF name, our name) for every body weight of a BERT or RoBERTa checkpoint."""
     pairs = [("embeddings.word_embeddings.weight", "embed.word.weight"),
@@ -91,18 +90,7 @@ def _bert_pairs(cfg: ModelConfig, has_pooler: bool, has_token_types: bool) -> li
     if has_token_types:
         pairs.append(("embeddings.token_type_embeddings.weight", "embed.token_type.weight"))
     for i in range(cfg.n_layers):
-        hf, ours = f"encoder.layer.{i}.", f"blocks.{i}."
-        for p in ("weight", "bias"):
-            pairs += [
-                (f"{hf}attention.self.query.{p}", f"{ours}attn.q_proj.{p}"),
-                (f"{hf}attention.self.key.{p}", f"{ours}attn.k_proj.{p}"),
-                (f"{hf}attention.self.value.{p}", f"{ours}attn.v_proj.{p}"),
-                (f"{hf}attention.output.dense.{p}", f"{ours}attn.o_proj.{p}"),
-                (f"{hf}attention.output.LayerNorm.{p}", f"{ours}ln1.{p}"),
-                (f"{hf}intermediate.dense.{p}", f"{ours}mlp.fc_in.{p}"),
-                (f"{hf}output.dense.{p}", f"{ours}mlp.fc_out.{p}"),
-                (f"{hf}output.LayerNorm.{p}", f"{ours}ln2.{p}"),
-            ]
+        pairs += layer_pairs(f"encoder.layer.{i}.", f"blocks.{i}.", _BERT_LAYER)
     if has_pooler:
         pairs += [("pooler.dense.weight", "pooler.dense.weight"), ("pooler.dense.bias", "pooler.dense.bias")]
     return pairs
@@ -178,16 +166,7 @@ def _distil_pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
              ("embeddings.LayerNorm.weight", "embed.norm.weight"),
              ("embeddings.LayerNorm.bias", "embed.norm.bias")]
     for i in range(cfg.n_layers):
-        hf, ours = f"transformer.layer.{i}.", f"blocks.{i}."
-        for p in ("weight", "bias"):
-            pairs += [(f"{hf}attention.q_lin.{p}", f"{ours}attn.q_proj.{p}"),
-                      (f"{hf}attention.k_lin.{p}", f"{ours}attn.k_proj.{p}"),
-                      (f"{hf}attention.v_lin.{p}", f"{ours}attn.v_proj.{p}"),
-                      (f"{hf}attention.out_lin.{p}", f"{ours}attn.o_proj.{p}"),
-                      (f"{hf}sa_layer_norm.{p}", f"{ours}ln1.{p}"),
-                      (f"{hf}ffn.lin1.{p}", f"{ours}mlp.fc_in.{p}"),
-                      (f"{hf}ffn.lin2.{p}", f"{ours}mlp.fc_out.{p}"),
-                      (f"{hf}output_layer_norm.{p}", f"{ours}ln2.{p}")]
+        pairs += layer_pairs(f"transformer.layer.{i}.", f"blocks.{i}.", _DISTIL_LAYER)
     return pairs
 
 

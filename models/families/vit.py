@@ -14,7 +14,7 @@ from torch import nn
 
 from ..config import ModelConfig, pruned_heads_from_hf
 from ..errors import InputError
-from ..heads import HeadFormat, linear_pairs
+from ..heads import HeadFormat, Pooler, linear_pairs
 from ..inputs import IMAGE_INPUTS
 from ..preprocessing.image import ImageProcessor
 from ..transformer import TransformerModel
@@ -59,17 +59,6 @@ class ClsClassifierHead(nn.Module):
 
     def forward(self, final, extras, attention_mask):
         return self.classifier(final[:, 0])  # (B, num_labels)
-
-
-class ViTPooler(nn.Module):
-    """ViTModel's pooler: tanh(dense(h[CLS]))."""
-
-    def __init__(self, d_model: int) -> None:
-        super().__init__()
-        self.dense = nn.Linear(d_model, d_model)
-
-    def forward(self, final: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(final[:, 0]))  # (B, d)
 
 
 def _config(hf: dict[str, Any]) -> ModelConfig:
@@ -121,7 +110,7 @@ VIT = register(Family(
     hf_prefix=lambda cfg: "vit.", base_architecture=lambda cfg: "ViTModel",
     modality="image", inputs=IMAGE_INPUTS, default_task="image-classification", tokenizer=None,
     processor=lambda folder, cfg: ImageProcessor.from_folder(folder, default_size=cfg.hf_config.get("image_size", 224)),
-    make_pooler=lambda cfg: ViTPooler(cfg.d_model),
+    make_pooler=lambda cfg: Pooler(cfg.d_model),
     heads={"image-classification": HeadFormat("ViTForImageClassification", lambda cfg, n: ClsClassifierHead(cfg, n),
                                               linear_pairs("classifier", "classifier"))},
 ))

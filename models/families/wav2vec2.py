@@ -22,7 +22,7 @@ from ..heads import HeadFormat, linear_pairs
 from ..inputs import FRAME_AUDIO_INPUTS
 from ..preprocessing.wav2vec2_features import Wav2Vec2Features
 from ..transformer import TransformerModel
-from .base import Family, StateDict, register, rename
+from .base import Family, StateDict, layer_pairs, register, rename
 
 
 class ConvLayer(nn.Module):
@@ -161,6 +161,12 @@ def _has_spec_embed(hf: dict[str, Any]) -> bool:
     return hf.get("mask_time_prob", 0.05) > 0 or hf.get("mask_feature_prob", 0.0) > 0
 
 
+# our module -> the checkpoint's, per layer
+_LAYER = {"attn.q_proj": "attention.q_proj", "attn.k_proj": "attention.k_proj", "attn.v_proj": "attention.v_proj",
+          "attn.o_proj": "attention.out_proj", "ln1": "layer_norm", "mlp.fc_in": "feed_forward.intermediate_dense",
+          "mlp.fc_out": "feed_forward.output_dense", "ln2": "final_layer_norm"}
+
+
 def _pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
     """(HF name, our name) for every Wav2Vec2Model weight except the positional convolution's."""
     hf = cfg.hf_config
@@ -179,16 +185,7 @@ def _pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
     norm_target = "final_norm" if hf.get("do_stable_layer_norm", False) else "embed.norm"
     pairs += [(f"encoder.layer_norm.{p}", f"{norm_target}.{p}") for p in ("weight", "bias")]
     for i in range(cfg.n_layers):
-        h, ours = f"encoder.layers.{i}.", f"blocks.{i}."
-        for p in ("weight", "bias"):
-            pairs += [(f"{h}attention.q_proj.{p}", f"{ours}attn.q_proj.{p}"),
-                      (f"{h}attention.k_proj.{p}", f"{ours}attn.k_proj.{p}"),
-                      (f"{h}attention.v_proj.{p}", f"{ours}attn.v_proj.{p}"),
-                      (f"{h}attention.out_proj.{p}", f"{ours}attn.o_proj.{p}"),
-                      (f"{h}layer_norm.{p}", f"{ours}ln1.{p}"),
-                      (f"{h}feed_forward.intermediate_dense.{p}", f"{ours}mlp.fc_in.{p}"),
-                      (f"{h}feed_forward.output_dense.{p}", f"{ours}mlp.fc_out.{p}"),
-                      (f"{h}final_layer_norm.{p}", f"{ours}ln2.{p}")]
+        pairs += layer_pairs(f"encoder.layers.{i}.", f"blocks.{i}.", _LAYER)
     return pairs
 
 

@@ -133,10 +133,6 @@ class ImageProcessor:
         config = json.loads(path.read_text()) if path.exists() else {}
         return cls.from_dict(config, default_size)
 
-    @property
-    def output_size(self) -> tuple[int, int]:
-        return self.crop if self.crop else (self.height, self.width)
-
     def preprocess_one(self, image: Image.Image) -> np.ndarray:
         """(3, H, W) float32 for one RGB image."""
         if self.do_resize:

@@ -70,10 +70,6 @@ class WhisperFeatures:
                    n_fft=config.get("n_fft", 400), hop_length=config.get("hop_length", 160),
                    chunk_length=config.get("chunk_length", 30), config=config)
 
-    @property
-    def frames_per_second(self) -> float:
-        return self.sampling_rate / self.hop_length
-
     def __call__(self, waveforms: Sequence[np.ndarray]) -> torch.Tensor:
         """input_features (B, n_mels, 3000) from mono waveforms at `sampling_rate` (each at most 30 s)."""
         batch = torch.zeros(len(waveforms), self.n_samples)  # (B, N): zero padding to 30 s, as Whisper was trained
