@@ -132,14 +132,24 @@ def _one_token(model, text: str, role: str) -> tuple[int, str]:
         "one token each. Pick a word the tokenizer keeps whole (often with a leading space, e.g. ' Paris').")
 
 
-def _label(model, text: str, role: str) -> tuple[int, str]:
+def class_labels(model, text: TextInput = "a") -> list[str]:
+    """A classifier's label names in output order: ``model.labels``, else LABEL_i for each output of a run."""
     labels = dict(getattr(model, "labels", {}) or {})
-    for index, name in labels.items():
-        if name == text or name.lower() == text.strip().lower():
-            return int(index), name
-    if text.strip().isdigit() and (not labels or int(text) in labels):
-        return int(text), labels.get(int(text), f"LABEL_{int(text)}")
-    known = ", ".join(repr(n) for n in labels.values()) or "none"
+    if labels:
+        return [labels[i] for i in sorted(labels)]
+    logits = model.run(text, capture=False).logits
+    return [f"LABEL_{i}" for i in range(logits.shape[-1])]
+
+
+def _label(model, text: str, role: str) -> tuple[int, str]:
+    names = class_labels(model)
+    wanted = text.strip()
+    for index, name in enumerate(names):
+        if name == text or name.lower() == wanted.lower():
+            return index, name
+    if wanted.isdigit() and int(wanted) < len(names):
+        return int(wanted), names[int(wanted)]
+    known = ", ".join(repr(n) for n in names)
     raise InputError(f"The {role} {text!r} is not one of the classifier's labels ({known}).")
 
 
@@ -365,8 +375,8 @@ def _prediction_table(model, setup, clean_logits, corrupted_logits, patched_logi
     for key in ("patched", "clean", "corrupted"):
         shown += p[key].topk(k).indices.tolist()
     if setup.read_position is None:
-        labels = dict(getattr(model, "labels", {}) or {})
-        name = lambda i: labels.get(i, f"LABEL_{i}")
+        names = class_labels(model)
+        name = lambda i: names[i] if i < len(names) else f"LABEL_{i}"
     else:
         name = model.tokenizer.id_to_token
     rows = [{"output": name(i), "id": int(i), "clean": float(p["clean"][i]), "corrupted": float(p["corrupted"][i]),
@@ -529,6 +539,6 @@ def patching_experiment(model, clean: TextInput, corrupted: TextInput, answer: s
     return result
 
 
-__all__ = ["SITES", "SITE_HOOKS", "SITE_LABELS", "PatchingSetup", "PatchingResult", "PatchedRun",
+__all__ = ["SITES", "SITE_HOOKS", "SITE_LABELS", "class_labels", "PatchingSetup", "PatchingResult", "PatchedRun",
            "prepare_patching", "logit_difference", "activation_patching", "attribution_patching", "patched_run",
            "patching_experiment", "normalised", "pearson", "hook_name", "check_layers"]

@@ -19,6 +19,7 @@ PAGES: list[PageEntry] = [
     PageEntry("vocabulary.py", "Vocabulary", ":material/dictionary:", "vocabulary"),
     PageEntry("task_heads.py", "Task heads", ":material/model_training:", "task-heads"),
     PageEntry("heads.py", "Heads", ":material/grid_view:", "heads"),
+    PageEntry("interventions.py", "Interventions", ":material/science:", "interventions"),
     PageEntry("vision_audio.py", "Images & audio", ":material/graphic_eq:", "images-audio"),
     PageEntry("compare.py", "Compare", ":material/compare_arrows:", "compare"),
 ]
