@@ -13,3 +13,9 @@ def parse_heads(labels: list[str]) -> dict[int, list[int]]:
         layer, head = label[1:].split(".H")
         spec.setdefault(int(layer), []).append(int(head))
     return {layer: sorted(heads) for layer, heads in sorted(spec.items())}
+
+
+def pruned_label(name: str, spec: dict[int, list[int]]) -> str:
+    """"minilm − 2 heads": what a pruned copy of ``name`` is called."""
+    count = sum(len(heads) for heads in spec.values())
+    return f"{name} − {count} head{'s' if count != 1 else ''}"

@@ -41,6 +41,20 @@ def add_session_model(name: str, model: models.WorkbenchModel, recipe: str | Non
     return name
 
 
+def keep_session_model(label: str, model: models.WorkbenchModel, recipe: str | None = None) -> str:
+    """Button callback work: keep ``model`` as ``label`` (``label (2)``… if taken) and pick it in the sidebar.
+
+    Callbacks run before the sidebar is drawn, so the sidebar's choice may still be set here.
+    """
+    name, n = label, 1
+    while name in session_models():
+        n += 1
+        name = f"{label} ({n})"
+    add_session_model(name, model, recipe)
+    st.session_state["model_choice"] = name
+    return name
+
+
 def model_recipe(name: str) -> str:
     """Python expression that gives the model called ``name`` (shared: ``load_model(name)``)."""
     recipe = _recipes().get(name)

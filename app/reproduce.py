@@ -1,16 +1,39 @@
-"""The few lines of Python, on the core's public API, that reproduce what a page shows.
+"""The few lines of Python, on the core's public API, that reproduce what a page shows: one module for every page.
 
-Researchers paste them into a notebook; tests execute them and compare with the page. Every
-value is written with ``repr`` so texts with quotes or newlines survive.
+Researchers paste them into a notebook run from the repository root; tests execute them and
+compare with the page. Every value is written with ``repr`` so texts with quotes or newlines
+survive. The recipes (``prune_recipe``, ``add_tokens_recipe``, ``with_head_recipe``) are the
+expressions a session-owned model remembers (`app.model_cache.add_session_model`), so a page's
+code can start from a model made on another page.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from models.head_selection import HeadSpec
+Heads = Mapping[Any, Sequence[int]]  # layer -> head ids, as `model.mask_heads` and `model.prune_heads` take them
 
 
-def _run_lines(model_expression: str, text: object, mask: HeadSpec | None) -> list[str]:
+# ---------------------------------------------------------------- recipes: expressions that rebuild a model
+def prune_recipe(model_expression: str, spec: Heads) -> str:
+    """``load_model("minilm").prune_heads({1: [0, 2]})``: a pruned copy."""
+    return f"{model_expression}.prune_heads({dict(spec)!r})"
+
+
+def add_tokens_recipe(model_expression: str, tokens: Sequence[str], special: bool, init: str, seed: int) -> str:
+    """A copy with a grown vocabulary."""
+    return f"{model_expression}.add_tokens({list(tokens)!r}, special={special!r}, init={init!r}, seed={seed!r})"
+
+
+def with_head_recipe(model_expression: str, task: str, labels: Sequence[str] | None = None) -> str:
+    """The same body with another task head (labels for a classifier's classes)."""
+    labels_arg = f", labels={list(labels)!r}" if labels else ""
+    return f"{model_expression}.with_head({task!r}{labels_arg})"
+
+
+# ---------------------------------------------------------------- Attention and Hidden states
+def _run_lines(model_expression: str, text: object, mask: Heads | None) -> list[str]:
     lines = [f"model = {model_expression}", f"text = {text!r}"]
     if mask:
         lines += [f"with model.mask_heads({dict(mask)!r}):  # heads ablated for this run only",
@@ -21,7 +44,7 @@ def _run_lines(model_expression: str, text: object, mask: HeadSpec | None) -> li
 
 
 def attention_code(model_expression: str, text: object, layer: int, head: int | str,
-                   mask: HeadSpec | None = None, residual_weight: float = 0.5) -> str:
+                   mask: Heads | None = None, residual_weight: float = 0.5) -> str:
     """Code for the Attention page: the heatmap, the per-head table and the rollout."""
     lines = [
         "from models import load_model",
@@ -66,4 +89,131 @@ def hidden_states_code(model_expression: str, text: object, lens_positions: Sequ
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["attention_code", "hidden_states_code"]
+# ---------------------------------------------------------------- Heads
+@dataclass(frozen=True)
+class EvalSource:
+    """Where the page's evaluation sentences come from, as code."""
+    labelled_csv: str | None        # e.g. "sample_data/sentiment.csv" for a classifier, else None
+    split: str | None               # the labelled set's split used for scoring
+    sentences_file: str | None      # e.g. "sample_data/sentences.txt" for language models and entropy
+    n_examples: int
+    batch_size: int = 16
+
+
+def _data_lines(source: EvalSource, needs_loss: bool) -> list[str]:
+    n = source.n_examples
+    if source.labelled_csv:
+        return [f"texts, labels = read_labelled_csv({source.labelled_csv!r}, split={source.split!r})",
+                f"texts, labels = texts[:{n}], labels[:{n}]",
+                f"data = make_eval_set(model, texts, labels, batch_size={source.batch_size})"]
+    lines = [f"texts = [line.strip() for line in open({source.sentences_file!r}) if line.strip()][:{n}]"]
+    if needs_loss:
+        lines.append(f"data = make_eval_set(model, texts, batch_size={source.batch_size})  # the model's own LM loss")
+    return lines
+
+
+def heads_code(model_expression: str, source: EvalSource, method: str, params: dict, needs_loss: bool,
+               text: object, mask: dict[int, list[int]], curve: dict | None = None) -> str:
+    """Importance scores, the masking effect on one text, and (if shown) the pruning curve."""
+    call_params = "".join(f", {k}={v!r}" for k, v in params.items())
+    lines = [
+        "from models import load_model",
+        "from analysis.head_effect import masking_effect",
+        "from analysis.head_importance import compute_head_importance",
+        "from analysis.metrics import make_eval_set, read_labelled_csv",
+    ]
+    if curve:
+        lines.append("from analysis.pruning_curve import compute_pruning_curve")
+    lines += ["", f"model = {model_expression}", *_data_lines(source, needs_loss or bool(curve))]
+    target = "data" if needs_loss else "texts"
+    lines += [f"importance = compute_head_importance(model, {target}, {method!r}{call_params})",
+              "importance.table()  # layers x heads, the heatmap; importance.to_frame() ranks them"]
+    if mask:
+        lines += [f"effect = masking_effect(model, {text!r}, {dict(mask)!r})",
+                  "effect.prediction  # top outputs before and after masking",
+                  "effect.attention_change  # (layers, heads) mean |change| of each head's attention",
+                  f"pruned = {prune_recipe('model', mask)}  # a new model; `model` is unchanged"]
+    if curve:
+        if source.labelled_csv:
+            lines += [f"test_texts, test_labels = read_labelled_csv({source.labelled_csv!r}, split='test')",
+                      f"held_out = make_eval_set(model, test_texts, test_labels, batch_size={source.batch_size})",
+                      "curve = compute_pruning_curve(model, held_out, score_data=data"]
+        else:
+            lines.append("curve = compute_pruning_curve(model, data")
+        lines[-1] += (f", method={curve['method']!r}, metric={curve['metric']!r}, "
+                      f"step_fraction={curve['step_fraction']!r}, max_fraction={curve['max_fraction']!r})")
+        lines.append("curve.table  # one row per step: heads pruned, loss, accuracy, parameters")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- Vocabulary and Task heads
+def vocabulary_code(model_expression: str, tokens: Sequence[str], special: bool, init: str, seed: int,
+                    text: str) -> str:
+    return "\n".join([
+        "from models import load_model",
+        "from analysis.vocabulary import compare_tokenization, nearest_neighbours, prediction_change",
+        "",
+        f"model = {model_expression}",
+        f"grown = {add_tokens_recipe('model', tokens, special, init, seed)}",
+        "print(grown.vocabulary_change.summary())",
+        f"text = {text!r}",
+        "change = compare_tokenization(model, grown, text)  # .before / .after tokens",
+        "neighbours = nearest_neighbours(grown, grown.vocabulary_change.added, k=5)",
+        "predictions = prediction_change(model, grown, text)",
+        "grown.save_pretrained('grown-model/')  # transformers' AutoTokenizer and AutoModel load it",
+    ]) + "\n"
+
+
+def task_head_code(model_expression: str, task: str, labels: Sequence[str] | None) -> str:
+    return "\n".join([
+        "from models import load_model",
+        "from models.task_heads import head_is_trained",
+        "",
+        f"model = {with_head_recipe(model_expression, task, labels)}",
+        "print(model.task, model.labels, 'trained' if head_is_trained(model) else 'untrained')",
+        "model.save_pretrained('with-head/')  # loads in transformers' AutoModelFor...",
+    ]) + "\n"
+
+
+def training_code(model_expression: str, task: str, data_path: str, trainable: Sequence[str], epochs: int,
+                  learning_rate: float, seed: int, validation_from_train: bool) -> str:
+    reader = "read_labelled_texts" if task == "sequence-classification" else "read_labelled_tokens"
+    split = ("fit, validation = split_off(data.split('train'), 0.15, seed={seed!r})".format(seed=seed)
+             if validation_from_train else "fit, validation = data.split('train'), data.split('validation')")
+    return "\n".join([
+        "from models import load_model",
+        f"from models.labelled_data import {reader}, split_off",
+        "from models.training import TrainingConfig, evaluate, train",
+        "",
+        f"data = {reader}({data_path!r})",
+        split,
+        f"model = {model_expression}.with_head({task!r}, labels=data.label_names)",
+        f"config = TrainingConfig(epochs={epochs!r}, learning_rate={learning_rate!r}, trainable={tuple(trainable)!r}, "
+        f"seed={seed!r})",
+        "result = train(model, fit, validation, config)",
+        "print(result.to_frame())",
+        "print('held-out accuracy', evaluate(result.model, data.split('test')).accuracy)",
+        "result.model.save_pretrained('trained/')",
+    ]) + "\n"
+
+
+# ---------------------------------------------------------------- Attribution
+def attribution_code(model_expression: str, modality: str, source: Any, methods: Sequence[str], target: Any,
+                     params: dict) -> str:
+    """Code for the Attribution page: every method on one text, image or clip, their agreement, the HTML report."""
+    variable = {"image": "image", "audio": "clip"}.get(modality, "text")
+    function = {"image": "attribute_image", "audio": "attribute_audio"}.get(modality, "attribute_text")
+    return "\n".join([
+        "from models import load_model",
+        "from analysis.attribution import attribute_text, rank_correlation, report_html",
+        "from analysis.attribution.audio import attribute_audio",
+        "from analysis.attribution.image import attribute_image",
+        "",
+        f"model = {model_expression}",
+        f"{variable} = {source!r}",
+        f"report = {function}(model, {variable}, methods={list(methods)!r}, target={target!r}, params={params!r})",
+        "for key, result in report.results.items():",
+        "    print(key, result.scores)  # one score per token / pixel; IG also has result.convergence_delta",
+        "print(rank_correlation(report))  # Spearman, on |scores|",
+        "open('attribution.html', 'w').write(report_html(report))",
+    ]) + "\n"

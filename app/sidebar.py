@@ -21,7 +21,7 @@ _FROM_LINK = "_sidebar_read_link"
 
 
 def model_choices() -> list[str]:
-    """Embedded text models first (most pages read text), the other embedded ones, this session's, then a folder or id."""
+    """Embedded text models first (most pages read text), the other embedded ones, this session's, a folder, an id."""
     text = embedded_names_for("text")
     return text + [n for n in embedded_names() if n not in text] + list(session_models()) + [LOCAL, HUB]
 

@@ -16,12 +16,25 @@ T = TypeVar("T")
 _MISSING = object()
 
 
+def _memo_store(namespace: str) -> OrderedDict:
+    return st.session_state.setdefault(f"_memo_{namespace}", OrderedDict())
+
+
+def memo_lookup(namespace: str, key: Hashable, default: Any = None) -> Any:
+    """What ``session_memo(namespace, key, ...)`` keeps, without computing it (results made only on a click)."""
+    store = _memo_store(namespace)
+    if key not in store:
+        return default
+    store.move_to_end(key)
+    return store[key]
+
+
 def session_memo(namespace: str, key: Hashable, compute: Callable[[], T], max_entries: int = 2) -> T:
     """``compute()`` once per ``key`` in this session; keep the ``max_entries`` most recent results."""
-    store: OrderedDict = st.session_state.setdefault(f"_memo_{namespace}", OrderedDict())
-    if key in store:
-        store.move_to_end(key)
-        return store[key]
+    value = memo_lookup(namespace, key, _MISSING)
+    if value is not _MISSING:
+        return value
+    store = _memo_store(namespace)
     value = compute()
     store[key] = value
     while len(store) > max_entries:

@@ -13,11 +13,11 @@ from analysis.attention import (MEAN_OF_LAYER, STAT_COLUMNS, dense_attentions, e
 from app.bertviz_offline import head_view_html, model_view_html, payload_size_bytes
 from app.exports import figure_html, frame_csv, matrix_frame, matrix_png
 from app.guard import shown_errors
-from app.head_labels import head_label, parse_heads
+from app.head_labels import head_label, parse_heads, pruned_label
 from app.page_setup import selected_model_or_stop
-from app.model_cache import add_session_model, get_model, model_recipe, session_models
+from app.model_cache import get_model, keep_session_model, model_recipe
 from app.plots import attention_heatmap, head_stat_grid, token_bar
-from app.reproduce import attention_code
+from app.reproduce import attention_code, prune_recipe
 from app.sidebar import text_input
 from app.sparse_view import sparse_head_view_html
 from app.summaries import heatmap_summary
@@ -29,8 +29,6 @@ from models.errors import WorkbenchError
 MEAN_LABEL = "mean of layer"
 
 
-
-
 def keep_pruned_copy(name: str, labels: list[str]) -> None:
     """Button callback: a pruned copy for this session only; the shared model is untouched."""
     spec = parse_heads(labels)
@@ -39,13 +37,7 @@ def keep_pruned_copy(name: str, labels: list[str]) -> None:
     except WorkbenchError as error:
         st.session_state["attention_prune_error"] = str(error)
         return
-    base, count, suffix = name, sum(len(h) for h in spec.values()), 1
-    new_name = f"{base} − {count} head{'s' if count > 1 else ''}"
-    while new_name in session_models():
-        suffix += 1
-        new_name = f"{base} − {count} heads ({suffix})"
-    add_session_model(new_name, pruned, f"{model_recipe(name)}.prune_heads({spec!r})")
-    st.session_state["model_choice"] = new_name  # allowed: callbacks run before the sidebar is drawn
+    keep_session_model(pruned_label(name, spec), pruned, prune_recipe(model_recipe(name), spec))
     st.session_state["attention_ablate"] = []
 
 

@@ -6,10 +6,6 @@ Thin on purpose: widgets (built from each method's declared parameters) -> `anal
 """
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
-from pathlib import Path
-
 import numpy as np
 import streamlit as st
 
@@ -21,18 +17,21 @@ from analysis.attribution.render import token_html
 from analysis.attribution.text_inputs import SUPPORTED_TASKS
 from app.attribution_plots import correlation_heatmap, image_heatmap, methods_token_heatmap, waveform_heatmap
 from app.guard import shown_errors
+from app.media_inputs import audio_input, image_input, source_key
+from app.model_kinds import names_for
 from app.page_setup import selected_model_or_stop
 from app.model_cache import model_recipe
-from app.sidebar import model_choices, text_input
-from app.state import keep_valid, keep_valid_many
+from app.reproduce import attribution_code
+from app.sidebar import text_input
+from app.state import keep_valid, keep_valid_many, memo_lookup, session_memo
 from app.token_display import display_tokens
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = "attribution_results"
 MAX_RESULTS = 8
 PREDICTED = "predicted"
-# models with a decision to explain, by modality, in the order they are suggested
-SUGGESTED = {"text": ["minilm-sentiment", "smollm2"], "image": ["vit-digits"], "audio": ["whisper-tiny.en"]}
+# the heads whose decision attribution explains, by what the model reads (speech: Whisper's transcript)
+EXPLAINED = {"text": SUPPORTED_TASKS, "image": ("image-classification",),
+             "audio": ("automatic-speech-recognition", "audio-classification")}
 
 
 def switch_model(name: str) -> None:
@@ -42,56 +41,10 @@ def switch_model(name: str) -> None:
 
 def suggest_models(modality: str, reason: str) -> None:
     st.warning(reason)
-    offered = [n for n in SUGGESTED.get(modality, []) + SUGGESTED["text"] if n in model_choices()]
+    offered = names_for(modality, EXPLAINED[modality]) + names_for("text", EXPLAINED["text"])
     for candidate in dict.fromkeys(offered):
         st.button(f"Use {candidate}", key=f"attribution_use_{candidate}", on_click=switch_model, args=(candidate,))
     st.stop()
-
-
-def stored() -> OrderedDict:
-    return st.session_state.setdefault(RESULTS, OrderedDict())
-
-
-def remember(key, report) -> None:
-    results = stored()
-    results[key] = report
-    results.move_to_end(key)
-    while len(results) > MAX_RESULTS:
-        results.popitem(last=False)
-
-
-def sample_files(folder: str, patterns: tuple[str, ...]) -> list[Path]:
-    base = ROOT / "sample_data" / folder
-    # digits first: they are what the embedded image model reads
-    return sorted((p for pattern in patterns for p in base.glob(pattern)), key=lambda p: (p.suffix != ".png", p.name))
-
-
-def image_input():
-    """(image source, cache key): a sample image or an uploaded one."""
-    samples = sample_files("images", ("*.png", "*.jpg"))
-    upload = st.file_uploader("Upload an image", type=["png", "jpg", "jpeg", "bmp", "gif", "webp"],
-                              key="attribution_upload_image")
-    if upload is not None:
-        data = upload.getvalue()
-        return data, f"upload:{hashlib.sha256(data).hexdigest()[:16]}", upload.name
-    keep_valid("attribution_image", [p.name for p in samples], default=samples[0].name if samples else None)
-    chosen = st.selectbox("Sample image", [p.name for p in samples], key="attribution_image")
-    path = ROOT / "sample_data" / "images" / chosen
-    return str(path), f"sample:{chosen}", chosen
-
-
-def audio_input():
-    """(clip source, cache key, description): a sample clip or an uploaded one."""
-    samples = sample_files("speech", ("*.wav",))
-    upload = st.file_uploader("Upload a clip", type=["wav", "flac", "ogg", "mp3"], key="attribution_upload_audio")
-    if upload is not None:
-        data = upload.getvalue()
-        return data, f"upload:{hashlib.sha256(data).hexdigest()[:16]}", upload.name
-    keep_valid("attribution_clip", [p.name for p in samples], default=samples[0].name if samples else None)
-    chosen = st.selectbox("Sample clip", [p.name for p in samples], key="attribution_clip")
-    path = ROOT / "sample_data" / "speech" / chosen
-    st.audio(str(path))
-    return str(path), f"sample:{chosen}", chosen
 
 
 def target_widget(model, modality: str):
@@ -104,7 +57,7 @@ def target_widget(model, modality: str):
         if not typed:
             return None
         return int(typed) if typed.lstrip("-").isdigit() else typed
-    if modality == "audio" and hasattr(model, "greedy"):  # Whisper: outputs are the transcript's tokens
+    if modality == "audio" and model.is_encoder_decoder:  # Whisper: outputs are the transcript's tokens
         chosen = st.number_input("Target: 0 = the whole transcript, j = its j-th token", min_value=0, max_value=448,
                                  value=0, step=1, key="attribution_target_output",
                                  help="Log-probabilities of the model's own transcript: their sum, or one token's.")
@@ -149,26 +102,6 @@ def run_attribution(model, modality: str, source, methods, target, params, progr
     if modality == "audio":
         return attribute_audio(model, source, methods=methods, target=target, params=params, progress=progress)
     return attribute_text(model, source, methods=methods, target=target, params=params, progress=progress)
-
-
-def code_to_reproduce(name: str, modality: str, source, methods, target, params) -> str:
-    variable = {"image": "image", "audio": "clip"}.get(modality, "text")
-    function = {"image": "attribute_image", "audio": "attribute_audio"}.get(modality, "attribute_text")
-    call = f"{function}(model, {variable}"
-    return "\n".join([
-        "from models import load_model",
-        "from analysis.attribution import attribute_text, rank_correlation, report_html",
-        "from analysis.attribution.audio import attribute_audio",
-        "from analysis.attribution.image import attribute_image",
-        "",
-        f"model = {model_recipe(name)}",
-        f"{variable} = {source!r}",
-        f"report = {call}, methods={list(methods)!r}, target={target!r}, params={params!r})",
-        "for key, result in report.results.items():",
-        "    print(key, result.scores)  # one score per token / pixel; IG also has result.convergence_delta",
-        "print(rank_correlation(report))  # Spearman, on |scores|",
-        "open('attribution.html', 'w').write(report_html(report))",
-    ]) + "\n"
 
 
 def show_text(report) -> None:
@@ -221,8 +154,8 @@ st.caption("Which part of the input made the model decide. Green pushed the targ
            "drawn in blue on the tokens.")
 name, model = selected_model_or_stop()
 
-modality = getattr(model, "modality", "text")
-if modality == "audio" and not hasattr(model, "greedy") and model.task != "audio-classification":
+modality = model.modality
+if modality == "audio" and not model.is_encoder_decoder and model.task != "audio-classification":
     suggest_models("audio", f"{name} has {'no task head' if model.task is None else f'a {model.task} head'}: "
                             "attribution explains Whisper transcripts and audio classifiers.")
 if modality == "text" and model.task not in SUPPORTED_TASKS:
@@ -231,27 +164,32 @@ if modality == "text" and model.task not in SUPPORTED_TASKS:
 if modality == "image" and model.task != "image-classification":
     suggest_models("image", f"{name} has no classification head, so there is no decision to explain.")
 
-if modality == "image":
-    source, input_key, description = image_input()
-elif modality == "audio":
-    source, input_key, description = audio_input()
-else:
+if modality == "text":
     source = text_input("attribution", allow_pairs=not model.config.causal and model.task == "sequence-classification")
     input_key, description = repr(source), source
+else:
+    picked = image_input("attribution") if modality == "image" else audio_input("attribution")
+    if picked is None:
+        st.info(f"Upload {'an image' if modality == 'image' else 'a recording'} to begin.")
+        st.stop()
+    source, description = picked
+    input_key = source_key(source)
+    if modality == "audio":
+        st.audio(source)
 target = target_widget(model, modality)
 # occlusion's default window: one ViT patch for images, 5 frames (50 ms of Whisper features) for audio
 patch = model.network.embed.patch_size[0] if modality == "image" else (5 if modality == "audio" else 1)
 methods, params = method_widgets(modality, patch)
 key = (name, id(model), input_key, repr(target), tuple(methods), repr(sorted(params.items())))
 
-report = stored().get(key)
+report = memo_lookup(RESULTS, key)
 clicked = st.button("Explain", key="attribution_run", type="primary", disabled=not methods)
 if report is None and clicked:
     bar = st.progress(0.0, text="starting")
     with shown_errors("computing attributions"):
-        report = run_attribution(model, modality, source, methods, target, params,
-                                 progress=lambda fraction, message: bar.progress(min(1.0, max(0.0, fraction)), text=message))
-        remember(key, report)
+        report = session_memo(RESULTS, key, lambda: run_attribution(
+            model, modality, source, methods, target, params,
+            progress=lambda fraction, message: bar.progress(min(1.0, max(0.0, fraction)), text=message)), MAX_RESULTS)
     bar.empty()
 if report is None:
     if methods:
@@ -260,7 +198,7 @@ if report is None:
 
 t = report.target
 st.subheader(f"Explaining “{t.label}”")
-if report.modality == "audio" and model.task != "audio-classification":  # Whisper: log-probabilities of its transcript
+if report.modality == "audio" and model.is_encoder_decoder:  # Whisper: log-probabilities of its transcript
     st.caption(f"Output {t.index}: log-probability {t.score:.4g}, teacher-forced on the model's own transcript.")
 else:
     st.caption(f"{'Chosen' if t.chosen else 'Predicted'} target {t.index}: logit {t.score:.4g}, "
@@ -302,5 +240,4 @@ with tab_export:
 with tab_code:
     st.caption("Runs in a notebook from the repository root and gives the numbers shown on this page.")
     shown_source = description if modality == "text" else (source if isinstance(source, str) else description)
-    st.code(code_to_reproduce(name, modality, shown_source, methods, target, params),
-            language="python")
+    st.code(attribution_code(model_recipe(name), modality, shown_source, methods, target, params), language="python")

@@ -7,7 +7,6 @@ context-scoped, and pruning makes a new model that belongs to this session only.
 from __future__ import annotations
 
 import zlib
-from collections import OrderedDict
 from pathlib import Path
 
 import streamlit as st
@@ -20,14 +19,14 @@ from analysis.pruning_curve import CURVE_METHODS, compute_pruning_curve
 from analysis.pruning_report import compare_pruned
 from app.exports import frame_csv
 from app.guard import shown_errors
-from app.head_labels import head_label, parse_heads
+from app.head_labels import head_label, parse_heads, pruned_label
 from app.page_setup import selected_model_or_stop
 from app.head_plots import importance_heatmap, prediction_bars, pruning_curve_figure, selected_heads
-from app.heads_code import EvalSource, heads_code
-from app.model_cache import add_session_model, get_model, model_recipe, session_models
+from app.model_cache import get_model, keep_session_model, model_recipe
 from app.plots import attention_heatmap, matrix_heatmap
+from app.reproduce import EvalSource, heads_code, prune_recipe
 from app.sidebar import example_sentences, text_input
-from app.state import int_slider, keep_valid, keep_valid_many
+from app.state import int_slider, keep_valid, keep_valid_many, memo_lookup, session_memo
 from app.token_display import display_tokens
 from models.errors import WorkbenchError
 
@@ -35,23 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SENTIMENT = ROOT / "sample_data" / "sentiment.csv"
 SENTENCES = ROOT / "sample_data" / "sentences.txt"
 SPEED_TEXTS = 16          # sentences the prune button times both models on
-KEPT_RESULTS = 6          # importance scores and curves this session keeps
+KEPT_RESULTS = 6          # importance scores and curves this session keeps (slow ones are worth keeping)
+RESULTS = "heads_results"
 VALUE_NAMES = {"gradient": "importance", "ablation": "metric drop", "entropy": "entropy (nats)"}
-
-
-
-
-def results() -> OrderedDict:
-    """This session's computed scores and curves, most recent last (slow ones are worth keeping)."""
-    return st.session_state.setdefault("heads_results", OrderedDict())
-
-
-def remember(key, value) -> None:
-    store = results()
-    store[key] = value
-    store.move_to_end(key)
-    while len(store) > KEPT_RESULTS:
-        store.popitem(last=False)
 
 
 def set_mask(labels: list[str]) -> None:
@@ -69,20 +54,14 @@ def prune_copy(name: str, labels: list[str], texts: list[str]) -> None:
     except WorkbenchError as error:
         st.session_state["heads_prune_error"] = str(error)
         return
-    count, suffix = sum(len(h) for h in spec.values()), 1
-    new_name = f"{name} − {count} head{'s' if count > 1 else ''}"
-    while new_name in session_models():
-        suffix += 1
-        new_name = f"{name} − {count} heads ({suffix})"
-    add_session_model(new_name, pruned, f"{model_recipe(name)}.prune_heads({spec!r})")
+    new_name = keep_session_model(pruned_label(name, spec), pruned, prune_recipe(model_recipe(name), spec))
     st.session_state["heads_prune_report"] = (name, new_name, report)
-    st.session_state["model_choice"] = new_name  # allowed: callbacks run before the sidebar is drawn
-    st.session_state["heads_mask"] = []           # those heads are gone from the copy
+    st.session_state["heads_mask"] = []  # those heads are gone from the copy
 
 
 st.header("Heads")
 name, model = selected_model_or_stop()
-if getattr(model, "modality", "text") != "text":
+if model.modality != "text":
     st.info(f"{name} reads {model.modality}; this page scores the heads of text models. Pick a text model.")
     st.stop()
 
@@ -125,18 +104,17 @@ with shown_errors("scoring the heads"):
     if has_loss:
         data = make_eval_set(model, texts[:n_examples], labels[:n_examples] if labelled else None)
     key = ("importance", data_key, method, tuple(sorted(params.items())))
-    if key not in results():
-        if method == "ablation":  # one pass per head: run on request, with a progress bar
-            heads_total = sum(len(h) for h in model.head_ids())
-            if st.button(f"Run the ablation ({heads_total} heads × {n_examples} sentences)", key="heads_run"):
-                bar = st.progress(0.0, text="starting")
-                remember(key, compute_head_importance(model, data, method, **params,
-                                                      progress=lambda f, m: bar.progress(min(f, 1.0), text=m)))
-                bar.empty()
-        else:
-            remember(key, compute_head_importance(model, data if spec.needs_loss else texts[:n_examples], method,
-                                                  **params))
-    importance = results().get(key)
+    importance = memo_lookup(RESULTS, key)
+    if importance is None and method == "ablation":  # one pass per head: run on request, with a progress bar
+        heads_total = sum(len(h) for h in model.head_ids())
+        if st.button(f"Run the ablation ({heads_total} heads × {n_examples} sentences)", key="heads_run"):
+            bar = st.progress(0.0, text="starting")
+            importance = session_memo(RESULTS, key, lambda: compute_head_importance(
+                model, data, method, **params, progress=lambda f, m: bar.progress(min(f, 1.0), text=m)), KEPT_RESULTS)
+            bar.empty()
+    elif importance is None:
+        importance = session_memo(RESULTS, key, lambda: compute_head_importance(
+            model, data if spec.needs_loss else texts[:n_examples], method, **params), KEPT_RESULTS)
 
 # ---------------------------------------------------------------- heatmap: click heads to mask them
 all_heads = [head_label(layer, head) for layer, ids in enumerate(model.head_ids()) for head in ids]
@@ -271,10 +249,11 @@ with tab_curve:
         if held_out is not None and st.button("Compute the pruning curve", key="heads_curve_run"):
             bar = st.progress(0.0, text="starting")
             with shown_errors("computing the pruning curve"):
-                remember(curve_key, compute_pruning_curve(model, held_out, score_data=data, **curve_settings,
-                                                          progress=lambda f, m: bar.progress(min(f, 1.0), text=m)))
+                session_memo(RESULTS, curve_key, lambda: compute_pruning_curve(
+                    model, held_out, score_data=data, **curve_settings,
+                    progress=lambda f, m: bar.progress(min(f, 1.0), text=m)), KEPT_RESULTS)
             bar.empty()
-        curve = results().get(curve_key)
+        curve = memo_lookup(RESULTS, curve_key)
         if curve is not None:
             table = curve.table
             st.plotly_chart(pruning_curve_figure(table, curve.metric, f"{curve.metric} as heads are pruned"),

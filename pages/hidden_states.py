@@ -13,11 +13,12 @@ import streamlit as st
 
 from analysis.hidden_states import (layer_cosine_similarity, norms_frame, pca_projection, residual_norms,
                                     token_cosine_similarity)
-from analysis.lens import has_lm_head, logit_lens
+from analysis.lens import logit_lens
 from app.exports import figure_html, frame_csv, matrix_frame, matrix_png
 from app.guard import shown_errors
 from app.page_setup import selected_model_or_stop
 from app.model_cache import model_recipe
+from app.model_kinds import names_for
 from app.plots import lens_figure, matrix_heatmap, norms_figure, pca_figure
 from app.reproduce import hidden_states_code
 from app.sidebar import text_input
@@ -58,9 +59,11 @@ tab_lens, tab_norms, tab_cosine, tab_pca, tab_code = st.tabs(
 lens_positions: list[int] | None = None
 lens_top_k = 3
 with tab_lens, shown_errors("computing the logit lens"):
-    if not has_lm_head(model):
+    if not model.has_lm_head:
+        language_models = names_for("text", ("causal-lm", "masked-lm"))
         st.info(f"{name} has no language-modelling head, so there is no vocabulary to read its residual stream in: "
-                "the logit lens needs a causal or masked LM. Pick smollm2 in the sidebar to see one.")
+                "the logit lens needs a causal or masked LM."
+                + (f" Pick {language_models[0]} in the sidebar to see one." if language_models else ""))
     else:
         left, right = st.columns(2)
         start = int_slider(left, "First position", 0, n - 1, key="hidden_lens_start", default=max(0, n - LENS_WINDOW))

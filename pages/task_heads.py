@@ -15,11 +15,11 @@ import streamlit as st
 
 from app.guard import shown_errors
 from app.page_setup import selected_model_or_stop
-from app.model_cache import add_session_model, model_recipe, session_models
+from app.model_cache import keep_session_model, model_recipe
+from app.reproduce import task_head_code, training_code, with_head_recipe
 from app.sidebar import example_sentences
 from app.state import keep_valid, session_memo
 from app.training_plots import loss_curve
-from app.vocabulary_code import task_head_code, training_code
 from models.labelled_data import read_labelled_texts, read_labelled_tokens, split_off
 from models.task_heads import LABELLED_TASKS, available_heads, head_is_trained
 from models.training import TRAINABLE_TASKS, TrainingConfig, evaluate, train
@@ -33,7 +33,7 @@ TASK_TITLES = {"masked-lm": "masked language modelling", "causal-lm": "causal la
 PRESETS = {  # what to train -> TrainingConfig.trainable
     "head only": ("head",),
     "head + pooler": ("head", "pooler"),
-    "last layer + pooler + head (the minilm-sentiment recipe)": ("head", "pooler", "last_layer"),
+    "last layer + pooler + head (how the embedded sentiment classifier was trained)": ("head", "pooler", "last_layer"),
     "last layer + head": ("head", "last_layer"),
     "everything (full fine-tuning)": ("all",),
 }
@@ -49,16 +49,6 @@ def zipped_folder(model) -> bytes:
             for path in sorted(Path(folder).iterdir()):
                 archive.write(path, arcname=path.name)
     return buffer.getvalue()
-
-
-def keep_model(label: str, model, recipe: str | None) -> None:
-    """Button callback: keep a model for this session and select it in the sidebar."""
-    new_name, n = label, 1
-    while new_name in session_models():
-        n += 1
-        new_name = f"{label} ({n})"
-    add_session_model(new_name, model, recipe)
-    st.session_state["model_choice"] = new_name
 
 
 def read_data(task: str, upload):
@@ -122,7 +112,7 @@ if task in LABELLED_TASKS:
     raw = st.text_input("Labels, separated by commas (empty: keep the checkpoint's, or LABEL_0, LABEL_1)",
                         key="heads_labels")
     labels = [part.strip() for part in raw.split(",")] if raw.strip() else None
-is_text = getattr(model, "modality", "text") == "text"
+is_text = model.modality == "text"
 text = st.text_input("Text to try the head on", example_sentences()[0], key="heads_text") if is_text else None
 
 swapped = None
@@ -149,9 +139,8 @@ if is_text:
         show_outputs(swapped, text)
 else:
     st.caption(f"{name} reads {model.modality}: keep this model for the session and try it on the Images & audio page.")
-labels_arg = f", labels={labels!r}" if labels else ""
-st.button("Keep this model for the session", key="heads_keep_swapped", on_click=keep_model,
-          args=(f"{name} + {task} head", swapped, f"{model_recipe(name)}.with_head({task!r}{labels_arg})"))
+st.button("Keep this model for the session", key="heads_keep_swapped", on_click=keep_session_model,
+          args=(f"{name} + {task} head", swapped, with_head_recipe(model_recipe(name), task, labels)))
 with st.expander("Code to reproduce"):
     st.code(task_head_code(model_recipe(name), task, labels), language="python")
 
@@ -223,7 +212,7 @@ else:
             st.plotly_chart(loss_curve(result.step_losses, history, kept["steps_per_epoch"]), key="heads_loss_curve")
             st.dataframe(history, hide_index=True, key="heads_history")
             st.caption(f"Trained in {result.seconds:.1f} s" + (" (stopped early)" if result.stopped_early else ""))
-            st.button("Keep the trained model for the session", key="heads_keep_trained", on_click=keep_model,
+            st.button("Keep the trained model for the session", key="heads_keep_trained", on_click=keep_session_model,
                       args=(f"{name} + {task} (trained)", result.model, None))  # its code is below, not one expression
             with st.expander("Code to reproduce"):
                 st.code(kept["code"], language="python")

@@ -12,11 +12,12 @@ import streamlit as st
 from analysis.vocabulary import compare_tokenization, nearest_neighbours, prediction_change
 from app.guard import shown_errors
 from app.page_setup import selected_model_or_stop
-from app.model_cache import add_session_model, get_model, model_recipe, session_models
+from app.model_cache import get_model, keep_session_model, model_recipe
+from app.model_kinds import names_for
+from app.reproduce import add_tokens_recipe, vocabulary_code
 from app.state import keep_valid, session_memo
 from app.token_display import display_tokens
 from app.training_plots import before_after_bars
-from app.vocabulary_code import vocabulary_code
 from models.errors import InputError, WorkbenchError
 from models.vocabulary import INIT_STRATEGIES
 
@@ -37,19 +38,14 @@ def keep_grown(name: str, tokens: list[str], special: bool, init: str, seed: int
         st.session_state["vocabulary_keep_error"] = str(error)
         return
     added = len(grown.vocabulary_change.added)
-    new_name, n = f"{name} + {added} token{'s' * (added != 1)}", 1
-    while new_name in session_models():
-        n += 1
-        new_name = f"{name} + {added} tokens ({n})"
-    add_session_model(new_name, grown,
-                      f"{model_recipe(name)}.add_tokens({tokens!r}, special={special!r}, init={init!r}, seed={seed!r})")
-    st.session_state["model_choice"] = new_name
+    keep_session_model(f"{name} + {added} token{'s' * (added != 1)}", grown,
+                       add_tokens_recipe(model_recipe(name), tokens, special, init, seed))
 
 
 st.header("Vocabulary")
 name, model = selected_model_or_stop()
 if model.tokenizer is None:
-    st.info(f"{name} reads {getattr(model, 'modality', 'non-text')} input: it has no vocabulary to grow.")
+    st.info(f"{name} reads {model.modality} input: it has no vocabulary to grow.")
     st.stop()
 st.caption(f"{name}: {model.tokenizer.vocab_size:,} tokens, {model.config.vocab_size:,} embedding rows"
            + (f", {model.task} head" if model.task else ", no task head"))
@@ -104,8 +100,10 @@ with shown_errors("comparing predictions"):
         effect = None
     if effect is not None:
         if model.task is None:
+            classifiers = names_for("text", ("sequence-classification", "token-classification"))
             st.caption(f"{name} has no prediction head; this compares its sentence vector (mean of the last hidden "
-                       "states) before and after. Pick a model with a head, e.g. minilm-sentiment, for labels.")
+                       "states) before and after. Pick a model with a classification head"
+                       + (f", e.g. {classifiers[0]}," if classifiers else "") + " for labels.")
         st.dataframe(effect, hide_index=True, key="vocabulary_predictions")
         st.plotly_chart(before_after_bars(effect, "before and after"), key="vocabulary_prediction_chart")
 

@@ -36,9 +36,9 @@ def attribute_audio(model, audio: Any, sampling_rate: int | None = None,
                     methods: Sequence[str] = AUDIO_DEFAULT_METHODS, target: int | str | None = None,
                     params: dict[str, dict[str, Any]] | None = None, progress: Progress = no_progress) -> AttributionReport:
     """Explain an audio model's decision on one clip (waveform array with `sampling_rate`, or a file path)."""
-    if getattr(model, "modality", "text") != "audio":
+    if model.modality != "audio":
         raise InputError(f"{model.name or 'This model'} does not read audio.")
-    if hasattr(model, "greedy"):
+    if model.is_encoder_decoder:  # Whisper: explain its own transcript
         return _whisper(model, audio, sampling_rate, methods, target, params, progress)
     if model.task == "audio-classification":
         return _classifier(model, audio, sampling_rate, methods, target, params, progress)

@@ -24,8 +24,8 @@ from .tensor_methods import AttentionMap, TensorInput
 def attribute_image(model, image: Any, methods: Sequence[str] = DEFAULT_METHODS, target: int | str | None = None,
                     params: dict[str, dict[str, Any]] | None = None, progress: Progress = no_progress) -> AttributionReport:
     """Explain class `target` (None: the prediction) of an image classifier on one image (PIL, array or path)."""
-    if getattr(model, "modality", "text") != "image":
-        raise InputError(f"{model.name or 'This model'} does not read images; choose an image classifier (vit-digits).")
+    if model.modality != "image":
+        raise InputError(f"{model.name or 'This model'} does not read images; choose an image classifier.")
     if model.task != "image-classification":
         raise InputError(f"{model.name or 'This model'} has no classification head, so there is no decision to explain.")
     prepared = model.prepare(images=[image])

@@ -43,9 +43,9 @@ class ModelFacts:
 
     @classmethod
     def of(cls, name: str, model: Any) -> "ModelFacts":
-        return cls(name=name, task=model.task, modality=getattr(model, "modality", "text"),
+        return cls(name=name, task=model.task, modality=model.modality,
                    labels={int(k): str(v) for k, v in (model.labels or {}).items()},
-                   can_generate=bool(getattr(model, "can_generate", False)), tasks=tuple(getattr(model, "tasks", ())),
+                   can_generate=bool(model.can_generate), tasks=tuple(model.tasks),
                    n_layers=model.n_layers, n_heads=model.n_heads,
                    head_ids=tuple(tuple(ids) for ids in model.head_ids()), num_parameters=model.num_parameters(),
                    source=str(getattr(model, "source", "")))

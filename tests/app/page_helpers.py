@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
+import models
+
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app" / "main.py")
 
@@ -21,6 +23,14 @@ def open_page(page_file: str | None = None, query: dict[str, str] | None = None,
     if page_file is not None:
         at.switch_page("../pages/" + page_file).run()
     return at
+
+
+def pruned_copies(*names: str) -> dict:
+    """Session-owned models as the Heads page makes them, by display name: each model with head 0 of layer 0 pruned.
+
+    Put them in ``at.session_state["session_models"]`` and rerun: the app then treats them as this session's own.
+    """
+    return {f"{name} − 1 head": models.load_model(name).prune_heads({0: [0]}) for name in names}
 
 
 def decode(value):

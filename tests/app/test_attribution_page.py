@@ -8,7 +8,7 @@ import models
 from analysis.attribution import attribute_text, rank_correlation
 from analysis.attribution.image import attribute_image
 from analysis.attribution.render import normalise
-from tests.app.page_helpers import ROOT, captions, chart_traces, chart_z, decode, open_page
+from tests.app.page_helpers import ROOT, captions, chart_traces, chart_z, decode, open_page, pruned_copies
 from tests.tiny_models import make_checkpoint
 
 TEXT = "i love this film"
@@ -112,7 +112,7 @@ def test_next_token_target_of_a_causal_lm(tiny_models):
 def test_image_heatmaps_on_vit_digits(tiny_models):
     at = open_page("attribution.py")
     at.selectbox(key="model_choice").set_value("vit-digits").run()
-    at.selectbox(key="attribution_image").set_value("digit_3.png").run()
+    at.selectbox(key="attribution_image_choice").set_value("digit_3.png").run()
     at.multiselect(key="attribution_methods").set_value(["integrated_gradients", "attention_rollout"]).run()
     at.button(key="attribution_run").click().run()
     assert not at.exception and not at.error
@@ -132,7 +132,7 @@ def test_time_heatmaps_for_a_whisper_transcript(tiny_models, tmp_path):
     at.selectbox(key="model_choice").set_value(LOCAL).run()
     at.text_input(key="model_folder").set_value(str(tmp_path / "whisper")).run()
     assert not at.exception and not at.warning
-    at.selectbox(key="attribution_clip").set_value("clip_01.wav").run()
+    at.selectbox(key="attribution_audio_choice").set_value("clip_01.wav").run()
     at.multiselect(key="attribution_methods").set_value(["saliency", "attention_rollout"]).run()
     at.button(key="attribution_run").click().run()
     assert not at.exception and not at.error
@@ -143,3 +143,17 @@ def test_time_heatmaps_for_a_whisper_transcript(tiny_models, tmp_path):
     for key, result in expected.results.items():
         band = chart_z(at, f"attribution_audio_{key}")[0]
         np.testing.assert_allclose(band, normalise(result.scores.numpy(), result.signed), atol=1e-5)
+
+
+def test_the_way_out_offers_this_sessions_models_by_what_they_explain(tiny_models):
+    """Suggestions come from the registry and the models' own capabilities: a pruned classifier is one, a bare
+    pruned encoder is not."""
+    at = open_page("attribution.py")
+    at.session_state["session_models"] = pruned_copies("minilm", "minilm-sentiment")
+    at.run()
+    assert "no task head" in at.warning[0].value
+    offered = [b.key.removeprefix("attribution_use_") for b in at.button if b.key.startswith("attribution_use_")]
+    assert offered == ["smollm2", "minilm-sentiment", "minilm-sentiment − 1 head"]
+    at.button(key="attribution_use_minilm-sentiment − 1 head").click().run()
+    assert not at.exception and at.selectbox(key="model_choice").value == "minilm-sentiment − 1 head"
+    assert at.selectbox(key="attribution_target").options  # a classifier: its classes to explain

@@ -6,7 +6,7 @@ import pytest
 import models
 from analysis.compare import answer_agreement
 from models import pipeline
-from tests.app.page_helpers import chart_traces, chart_z, decode, open_page
+from tests.app.page_helpers import chart_traces, chart_z, decode, open_page, pruned_copies
 from tests.app.test_vision_audio_page import tiny_media, tiny_media_folders  # noqa: F401  (fixtures)
 
 
@@ -79,10 +79,7 @@ def test_when_every_model_fails_the_errors_show_and_no_empty_table(tiny_media): 
 def test_session_models_are_offered_only_for_the_input_they_read(tiny_media):  # noqa: F811
     """A pruned text model (this session's own) is a text model: never offered, let alone preselected, for images."""
     at = open_page("compare.py")
-    at.session_state["session_models"] = {
-        "minilm-sentiment − 1 head": models.load_model("minilm-sentiment").prune_heads({0: [0]}),
-        "vit-digits − 1 head": models.load_model("vit-digits").prune_heads({0: [0]}),
-    }
+    at.session_state["session_models"] = pruned_copies("minilm-sentiment", "vit-digits")
     at.run()
     at.radio(key="cmp_kind").set_value("image").run()
     assert not at.exception and not at.error

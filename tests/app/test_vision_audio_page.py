@@ -6,7 +6,7 @@ import pytest
 
 import models
 from analysis.modal_attention import audio_self_attention, cross_attention_alignment, patch_attention_map, patch_rollout_map
-from tests.app.page_helpers import chart_traces, chart_z, open_page
+from tests.app.page_helpers import chart_traces, chart_z, open_page, pruned_copies
 from tests.tiny_modal_models import make_vit, make_whisper
 
 
@@ -89,10 +89,7 @@ def test_a_text_model_gets_a_plain_message(tiny_media, tiny_model_folders):
 def test_session_models_are_offered_by_what_they_read(tiny_media):
     """The picker lists image and audio models only: a pruned copy of a text model, picked in the sidebar, is not one."""
     at = open_page("vision_audio.py")
-    at.session_state["session_models"] = {
-        "minilm-sentiment − 1 head": models.load_model("minilm-sentiment").prune_heads({0: [0]}),
-        "vit-digits − 1 head": models.load_model("vit-digits").prune_heads({0: [0]}),
-    }
+    at.session_state["session_models"] = pruned_copies("minilm-sentiment", "vit-digits")
     at.run()
     at.selectbox(key="model_choice").set_value("minilm-sentiment − 1 head").run()
     assert at.selectbox(key="va_model").options == ["vit-digits", "vit-digits − 1 head", "whisper-tiny.en"]
