@@ -39,6 +39,12 @@ def names_for(modality: str, tasks: tuple[str | None, ...] | None = None) -> lis
     return [k.name for k in known_models() if k.modality == modality and (tasks is None or k.task in tasks)]
 
 
+def for_example(modality: str, tasks: tuple[str | None, ...], most: int = 2) -> str:
+    """" (e.g. smollm2, minilm-sentiment)": known models with one of those heads, for a message; "" if none."""
+    names = names_for(modality, tasks)[:most]
+    return f" (e.g. {', '.join(names)})" if names else ""
+
+
 def pipeline_tasks_for(modality: str) -> list[str]:
     """The pipeline tasks over ``modality`` input; those with an embedded default model first."""
     tasks = [t for t, p in PIPELINES.items() if p.modality == modality]

@@ -18,7 +18,7 @@ from app.exports import figure_html, frame_csv, matrix_frame, matrix_png
 from app.guard import shown_errors
 from app.page_setup import selected_model_or_stop
 from app.model_cache import model_recipe
-from app.model_kinds import names_for
+from app.model_kinds import for_example
 from app.plots import lens_figure, matrix_heatmap, norms_figure, pca_figure
 from app.reproduce import hidden_states_code
 from app.sidebar import text_input
@@ -60,10 +60,9 @@ lens_positions: list[int] | None = None
 lens_top_k = 3
 with tab_lens, shown_errors("computing the logit lens"):
     if not model.has_lm_head:
-        language_models = names_for("text", ("causal-lm", "masked-lm"))
         st.info(f"{name} has no language-modelling head, so there is no vocabulary to read its residual stream in: "
-                "the logit lens needs a causal or masked LM."
-                + (f" Pick {language_models[0]} in the sidebar to see one." if language_models else ""))
+                f"the logit lens needs a causal or masked LM{for_example('text', ('causal-lm', 'masked-lm'))}. "
+                "Pick one in the sidebar to see it.")
     else:
         left, right = st.columns(2)
         start = int_slider(left, "First position", 0, n - 1, key="hidden_lens_start", default=max(0, n - LENS_WINDOW))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from collections import OrderedDict
 
 import numpy as np
 import streamlit as st
@@ -23,14 +22,16 @@ from app.exports import frame_csv
 from app.guard import shown_errors
 from app.intervention_plots import (lens_line, next_token_bars, patched_prediction_bars, patching_heatmap,
                                     selected_cells)
-from app.interventions_code import GenerationCode, PatchingCode, SteeringCode, interventions_code
 from app.model_cache import model_recipe
+from app.model_kinds import for_example
 from app.page_setup import selected_model_or_stop
 from app.plots import matrix_heatmap
-from app.state import int_slider, keep_valid, session_memo
+from app.reproduce import GenerationCode, PatchingCode, SteeringCode, interventions_code
+from app.state import int_slider, keep_valid, memo_lookup, session_memo
 from app.token_display import display_token, display_tokens
 
-KEPT_RESULTS = 4
+KEPT_RESULTS = 4           # exact patching runs and steered generations this session keeps
+RESULTS = "iv_results"
 RAW, NORMALISED = "logit difference", "normalised (0 = corrupted, 1 = clean)"
 LM_EXAMPLE = ("When John and Mary went to the shops, John gave the bag to",
               "When John and Mary went to the shops, Mary gave the bag to", " Mary", " John")
@@ -38,18 +39,6 @@ CLASSIFIER_EXAMPLE = ("I loved this film, it was wonderful.", "I hated this film
 STEER_POSITIVE = "I love this. It is wonderful and makes me happy.\nWhat a great, joyful day."
 STEER_NEGATIVE = "I hate this. It is awful and makes me sad.\nWhat a terrible, miserable day."
 STEER_PROMPT = "I think that the weather today is"
-
-
-def results() -> OrderedDict:
-    return st.session_state.setdefault("iv_results", OrderedDict())
-
-
-def remember(key, value) -> None:
-    store = results()
-    store[key] = value
-    store.move_to_end(key)
-    while len(store) > KEPT_RESULTS:
-        store.popitem(last=False)
 
 
 def column_labels(site: str, setup, n_heads: int) -> list[str]:
@@ -61,12 +50,15 @@ def column_labels(site: str, setup, n_heads: int) -> list[str]:
 
 st.header("Interventions")
 name, model = selected_model_or_stop()
-if getattr(model, "modality", "text") != "text":
+if model.modality != "text":
     st.info(f"{name} reads {model.modality}; this page intervenes on text models. Pick a text model.")
     st.stop()
-is_lm = model.task in ("causal-lm", "masked-lm")
+is_lm = model.has_lm_head
 is_classifier = model.task == "sequence-classification"
-generates = bool(getattr(model, "can_generate", model.task == "causal-lm"))
+generates = model.can_generate
+# known models that fit, for the messages below
+fitting_models = for_example("text", ("causal-lm", "masked-lm", "sequence-classification"))
+generating_models = for_example("text", ("causal-lm",))
 labels = class_labels(model) if is_classifier else []
 
 tab_patch, tab_steer, tab_generate, tab_code = st.tabs(
@@ -78,7 +70,7 @@ def patching_section() -> PatchingCode | None:
     if not (is_lm or is_classifier):
         st.info(f"{name} has no output to compare ({model.task or 'no task head'}). Patching measures "
                 "logit[answer] − logit[wrong] of a language model's next token or a classifier's labels: pick "
-                "smollm2, or a classifier such as minilm-sentiment.")
+                f"a language model or a classifier{fitting_models}.")
         return None
     st.caption("Run the **corrupted** prompt with one activation taken from the **clean** run and read "
                "logit[answer] − logit[wrong] at the last position (Meng et al. 2022; Wang et al. 2022). "
@@ -133,15 +125,14 @@ def patching_section() -> PatchingCode | None:
     if estimate is None:
         return None
     exact_key = ("exact", base_key, tuple(sites))
-    if exact_key not in results():
-        if st.button(f"Run exact patching ({n_runs:,} patched runs)", key="iv_run", type="primary"):
-            bar = st.progress(0.0, text="starting")
-            with shown_errors("patching"):
-                remember(exact_key, patching_experiment(
-                    model, clean, corrupted, answer, wrong, sites=sites, layers=layers, exact=True,
-                    attribution=False, progress=lambda f, m: bar.progress(min(f, 1.0), text=m)))
-            bar.empty()
-    exact = results().get(exact_key)
+    exact = memo_lookup(RESULTS, exact_key)
+    if exact is None and st.button(f"Run exact patching ({n_runs:,} patched runs)", key="iv_run", type="primary"):
+        bar = st.progress(0.0, text="starting")
+        with shown_errors("patching"):
+            exact = session_memo(RESULTS, exact_key, lambda: patching_experiment(
+                model, clean, corrupted, answer, wrong, sites=sites, layers=layers, exact=True,
+                attribution=False, progress=lambda f, m: bar.progress(min(f, 1.0), text=m)), KEPT_RESULTS)
+        bar.empty()
     st.caption(f"Clean run: {estimate.clean_metric:.4f}; corrupted run: {estimate.corrupted_metric:.4f}. "
                + ("" if exact is not None else "Showing the attribution estimate; run exact patching for the real "
                                                "patched runs and their correlation with it."))
@@ -218,7 +209,7 @@ vector = None
 alpha = 0.0
 with tab_steer:
     if not (generates or is_lm or is_classifier):
-        st.info(f"{name} has no output to steer: pick a causal LM (smollm2) or a classifier.")
+        st.info(f"{name} has no output to steer: pick a causal LM or a classifier{fitting_models}.")
     else:
         st.caption("A steering vector is the difference of mean residual streams entering a block over two sets "
                    "of prompts (Turner et al. 2023; Rimsky et al. 2024); α·v is added at every position while "
@@ -258,8 +249,9 @@ with tab_steer:
                              hash(vector.vector.numpy().tobytes()))
                 if st.button("Generate plain and steered", key="iv_steer_run"):
                     with shown_errors("generating"):
-                        remember(steer_key, compare_steering(model, prompt, vector, alpha, max_new_tokens=tokens))
-                comparison = results().get(steer_key)
+                        session_memo(RESULTS, steer_key, lambda: compare_steering(
+                            model, prompt, vector, alpha, max_new_tokens=tokens), KEPT_RESULTS)
+                comparison = memo_lookup(RESULTS, steer_key)
                 if comparison is not None:
                     a, b = st.columns(2)
                     a.markdown("**Plain**")
@@ -284,7 +276,7 @@ with tab_steer:
 generation_code: GenerationCode | None = None
 with tab_generate:
     if not generates:
-        st.info(f"{name} does not generate text; stepping through generation needs a causal LM (smollm2).")
+        st.info(f"{name} does not generate text; stepping through generation needs a causal LM{generating_models}.")
     else:
         prompt = st.text_input("Prompt", "The cat sat on the", key="iv_gen_prompt")
         c1, c2, c3, c4 = st.columns(4)

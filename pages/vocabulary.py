@@ -13,7 +13,7 @@ from analysis.vocabulary import compare_tokenization, nearest_neighbours, predic
 from app.guard import shown_errors
 from app.page_setup import selected_model_or_stop
 from app.model_cache import get_model, keep_session_model, model_recipe
-from app.model_kinds import names_for
+from app.model_kinds import for_example
 from app.reproduce import add_tokens_recipe, vocabulary_code
 from app.state import keep_valid, session_memo
 from app.token_display import display_tokens
@@ -100,10 +100,9 @@ with shown_errors("comparing predictions"):
         effect = None
     if effect is not None:
         if model.task is None:
-            classifiers = names_for("text", ("sequence-classification", "token-classification"))
+            classifiers = for_example("text", ("sequence-classification", "token-classification"))
             st.caption(f"{name} has no prediction head; this compares its sentence vector (mean of the last hidden "
-                       "states) before and after. Pick a model with a classification head"
-                       + (f", e.g. {classifiers[0]}," if classifiers else "") + " for labels.")
+                       f"states) before and after. Pick a model with a classification head{classifiers} for labels.")
         st.dataframe(effect, hide_index=True, key="vocabulary_predictions")
         st.plotly_chart(before_after_bars(effect, "before and after"), key="vocabulary_prediction_chart")
 
