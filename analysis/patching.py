@@ -13,8 +13,10 @@ corrupted prompt: ``metric(patched) ~ metric(corrupted) + (a_clean - a_corrupted
 
 Everything here runs on the core's hook points (``blocks.{i}.hook_resid_pre``, ``hook_attn_out``,
 ``hook_mlp_out``, ``attn.hook_z``) inside ``model.hooks(...)``, so nothing mutates a shared model.
-Exact patching is batched: the patched runs of a chunk share one forward, each row of the batch
-carrying its own patch.
+Exact patching is batched: the patched runs of one layer share one forward, each row of the batch
+carrying its own patch, and the part below that layer (the same corrupted run for every row) is
+computed once, as one row that a hook fans out into the batch where the layer starts. An LM's head
+unembeds only the read position.
 """
 from __future__ import annotations
 
@@ -259,7 +261,7 @@ def activation_patching(model, clean: TextInput, corrupted: TextInput, site: str
 
 
 def _activation_patching(model, setup: PatchingSetup, site: str, layers: list[int], batch_size: int | None,
-                         progress: Progress | None) -> torch.Tensor:
+                         progress: Progress | None, share_prefix: bool = True) -> torch.Tensor:
     names = [hook_name(site, layer) for layer in layers]
     clean_acts, _ = _capture(model, setup.clean, setup, names)
     n_layers, T = model.config.n_layers, setup.n_positions
@@ -270,12 +272,20 @@ def _activation_patching(model, setup: PatchingSetup, site: str, layers: list[in
             for index in range(_n_heads(model, clean_acts, layer) if site == "head" else T)]
     chunk = batch_size or _auto_batch(model, T, len(runs))
     done = 0
-    for start in range(0, len(runs), chunk):
-        part = runs[start : start + chunk]
-        hooks = [(hook_name(site, layer), _patch_rows(clean_acts[hook_name(site, layer)], rows, site))
-                 for layer, rows in _rows_by_layer(part).items()]
-        metric, _ = _run_metric(model, setup.corrupted, setup, n=len(part), hooks=hooks)
-        for (layer, index), value in zip(part, metric.tolist()):
+    for layer, part in _chunks(runs, chunk):
+        rows = [(row, index) for row, (_, index) in enumerate(part)]
+        patch = (hook_name(site, layer), _patch_rows(clean_acts[hook_name(site, layer)], rows, site))
+        metric = None
+        if share_prefix:
+            # every row of the chunk is the corrupted run up to this layer: run that prefix once (batch 1)
+            # and fan out into one row per patch where the layer starts
+            fan_out = (hook_name("resid_pre", layer), _fan_out(len(part)))
+            metric, _ = _run_metric(model, setup.corrupted, setup, n=1, hooks=[fan_out, patch])
+            if metric.shape[0] != len(part):  # the core did not carry the wider batch through: run every row
+                metric = None
+        if metric is None:
+            metric, _ = _run_metric(model, setup.corrupted, setup, n=len(part), hooks=[patch])
+        for (_, index), value in zip(part, metric.tolist()):
             column = _head_ids(model, layer, _n_heads(model, clean_acts, layer))[index] if site == "head" else index
             result[layer, column] = value
         done += len(part)
@@ -284,19 +294,28 @@ def _activation_patching(model, setup: PatchingSetup, site: str, layers: list[in
     return result
 
 
+def _chunks(runs: Sequence[tuple[int, int]], size: int):
+    """(layer, runs) groups of at most ``size`` runs, each within one layer (so they share the prefix below it)."""
+    by_layer: dict[int, list[tuple[int, int]]] = {}
+    for run in runs:
+        by_layer.setdefault(run[0], []).append(run)
+    for layer, group in by_layer.items():
+        for start in range(0, len(group), size):
+            yield layer, group[start : start + size]
+
+
+def _fan_out(n: int) -> Callable:
+    """A hook turning the one-row residual stream (1, T, d) into ``n`` identical rows (n, T, d)."""
+    def fan_out(x: torch.Tensor, _name: str) -> torch.Tensor:
+        return x.expand(n, *x.shape[1:]).clone() if x.shape[0] == 1 else x
+    return fan_out
+
+
 def _auto_batch(model, n_tokens: int, n_runs: int) -> int:
     """Rows per forward so the largest intermediate (MLP hidden ~4d, attention scores, logits) fits the budget."""
     cfg = model.config
     per_row = n_tokens * (4 * cfg.d_model + cfg.n_heads * n_tokens) + cfg.vocab_size
     return max(1, min(n_runs, CHUNK_BUDGET // max(1, per_row)))
-
-
-def _rows_by_layer(part: Sequence[tuple[int, int]]) -> dict[int, list[tuple[int, int]]]:
-    """layer -> [(row in the batch, index patched)] for one chunk of runs."""
-    rows: dict[int, list[tuple[int, int]]] = {}
-    for row, (layer, index) in enumerate(part):
-        rows.setdefault(layer, []).append((row, index))
-    return rows
 
 
 def _patch_rows(clean: torch.Tensor, rows: list[tuple[int, int]], site: str) -> Callable:

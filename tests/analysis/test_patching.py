@@ -198,6 +198,19 @@ def test_batch_size_does_not_change_the_numbers(pair):
     torch.testing.assert_close(one, everything, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("site", SITES)
+def test_sharing_the_unpatched_prefix_gives_the_same_numbers(pair, site):
+    """Each layer's patched runs compute the layers below it once (one row, fanned out by a hook); running
+    every row from the embeddings gives the same numbers."""
+    from analysis.patching import _activation_patching
+    kind, _, model = pair
+    clean, corrupted, answer, wrong = prompts(kind)
+    setup = prepare_patching(model, clean, corrupted, answer, wrong)
+    shared = _activation_patching(model, setup, site, [0, 1], None, None, share_prefix=True)
+    plain = _activation_patching(model, setup, site, [0, 1], None, None, share_prefix=False)
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=0)
+
+
 def test_layers_limit_what_is_patched(pair):
     kind, _, model = pair
     clean, corrupted, answer, wrong = prompts(kind)
