@@ -22,4 +22,5 @@ PAGES: list[PageEntry] = [
     PageEntry("interventions.py", "Interventions", ":material/science:", "interventions"),
     PageEntry("vision_audio.py", "Images & audio", ":material/graphic_eq:", "images-audio"),
     PageEntry("compare.py", "Compare", ":material/compare_arrows:", "compare"),
+    PageEntry("datasets.py", "Datasets", ":material/dataset:", "datasets"),
 ]

@@ -63,8 +63,9 @@ def require(data: Dataset, roles: tuple[str, ...], why: str) -> None:
 
 def label_lookup(facts: ModelFacts) -> dict[str, str]:
     """Every spelling of a model's labels a dataset may use (the name, or the class id) -> the name."""
-    lookup = {name: name for name in facts.labels.values()}
+    lookup = {str(i): facts.labels.get(i, str(i)) for i in range(facts.n_classes or 0)}
     lookup.update({str(i): name for i, name in facts.labels.items()})
+    lookup.update({name: name for name in facts.labels.values()})
     return lookup
 
 
@@ -76,7 +77,8 @@ def check_labels(data: Dataset, facts: ModelFacts) -> None:
     bad = [i for i, v in enumerate(values) if v not in lookup]
     if bad:
         unknown = sorted({values.iloc[i] for i in bad})
-        known = ", ".join(repr(n) for n in facts.labels.values()) or "none"
+        known = (", ".join(repr(n) for n in facts.labels.values()) if facts.labels else
+                 f"class ids 0..{(facts.n_classes or 1) - 1} (it has no label names)")
         raise InputError(f"{data.source}, column {column!r}: {few_rows(bad, data.format)} "
                          f"{'has a label' if len(bad) == 1 else 'have labels'} {', '.join(map(repr, unknown[:5]))} "
                          f"that {facts.name} does not know; its labels are {known}.")

@@ -164,17 +164,7 @@ def read_dataset(source: DataSource, columns: ColumnMap | None = None, format: s
     `split` picks one split of a saved `DatasetDict` (the only one by default). Image and audio
     paths are resolved against `base_dir` (default: the data file's folder) and must exist.
     """
-    fmt = format or detect_format(source)
-    if fmt not in FORMATS:
-        raise InputError(f"Unknown dataset format {fmt!r}; choose one of {', '.join(FORMATS)}.")
-    label = name or (Path(source).name if isinstance(source, (str, Path)) else
-                     Path(str(getattr(source, "name", "") or "the uploaded file")).name)
-    if isinstance(source, (str, Path)) and not Path(source).exists():
-        raise InputError(f"No dataset at {source}.")
-    frame = READERS[fmt](source, label, split)
-    frame.columns = [str(c).strip() for c in frame.columns]
-    if frame.empty:
-        raise InputError(f"{label} has no rows.")
+    frame, fmt, label = read_table(source, format, split, name)
     columns = columns or ColumnMap.guess(frame)
     if not columns.mapped():
         raise InputError(f"{label}: no column is mapped to a role; its columns are {', '.join(frame.columns)}. "
@@ -190,6 +180,25 @@ def read_dataset(source: DataSource, columns: ColumnMap | None = None, format: s
             base_dir = Path.cwd()
     frame = _check_cells(frame, columns, label, fmt, Path(base_dir))
     return Dataset(frame=frame.reset_index(drop=True), columns=columns, source=label, format=fmt)
+
+
+def read_table(source: DataSource, format: str | None = None, split: str | None = None,
+               name: str | None = None) -> tuple[pd.DataFrame, str, str]:
+    """(every row and column as read, the format, the name messages use); no column is checked yet."""
+    fmt = format or detect_format(source)
+    if fmt not in FORMATS:
+        raise InputError(f"Unknown dataset format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+    label = name or (Path(source).name if isinstance(source, (str, Path)) else
+                     Path(str(getattr(source, "name", "") or "the uploaded file")).name)
+    if isinstance(source, (str, Path)) and not Path(source).exists():
+        raise InputError(f"No dataset at {source}.")
+    if hasattr(source, "seek"):
+        source.seek(0)
+    frame = READERS[fmt](source, label, split)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.empty:
+        raise InputError(f"{label} has no rows.")
+    return frame, fmt, label
 
 
 def _read_csv(source: DataSource, label: str, split: str | None) -> pd.DataFrame:

@@ -40,10 +40,15 @@ class ModelFacts:
     head_ids: tuple[tuple[int, ...], ...]
     num_parameters: int
     source: str
+    n_classes: int | None = None      # classifiers: outputs of the head (labels may name none of them)
 
     @classmethod
     def of(cls, name: str, model: Any) -> "ModelFacts":
-        return cls(name=name, task=model.task, modality=model.modality,
+        n_classes = None
+        if model.task and model.task.endswith("classification"):
+            logits_layer = getattr(model.network.head, "classifier", None)
+            n_classes = int(logits_layer.out_features) if hasattr(logits_layer, "out_features") else len(model.labels or {})
+        return cls(name=name, task=model.task, modality=model.modality, n_classes=n_classes,
                    labels={int(k): str(v) for k, v in (model.labels or {}).items()},
                    can_generate=bool(model.can_generate), tasks=tuple(model.tasks),
                    n_layers=model.n_layers, n_heads=model.n_heads,
