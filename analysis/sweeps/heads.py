@@ -210,7 +210,7 @@ def sweep_pruning_curve(spec: PruningCurveSpec, data: Dataset, executor: str | A
         common = dict(model=spec.model, batch_size=spec.batch_size, max_length=spec.max_length,
                       mask_fraction=spec.mask_fraction, seed=spec.seed)
         n_runs = (n_steps + 1) + n_steps + n_steps * len(spec.seeds)
-        state = {"run": 0}
+        state = {"run": 0, "computed": 0, "reused": 0}
 
         def sweep(s: Sweep) -> SweepResult:
             i = state["run"]
@@ -218,6 +218,8 @@ def sweep_pruning_curve(spec: PruningCurveSpec, data: Dataset, executor: str | A
             result = run_sweep(s, data, runner, shard_size=shard_size, parts_dir=parts_dir, progress=report,
                                cancel=cancel, keep_parts=parts_dir is not None)
             state["run"] += 1
+            state["computed"] += result.meta["computed_shards"]
+            state["reused"] += result.meta["reused_shards"]
             return result
 
         def row(order: str, seed: int, step: int, removed: dict[int, list[int]], now: dict[int, list[int]]) -> dict:
@@ -254,7 +256,8 @@ def sweep_pruning_curve(spec: PruningCurveSpec, data: Dataset, executor: str | A
         meta = {"models": [spec.model], "data": data.source, "format": data.format, "columns": data.columns.mapped(),
                 "n_rows": len(data), "params": {k: v for k, v in spec.__dict__.items()}, "shard_size": shard_size,
                 "executor": runner.name, "workers": getattr(runner, "workers", 1), "heads_per_step": per_step,
-                "steps": n_steps}
+                "steps": n_steps, "sweeps": n_runs, "computed_shards": state["computed"],
+                "reused_shards": state["reused"]}
         result = SweepResult(kind="pruning-curve", sections=sections, meta=meta)
         if out is not None:
             result.to_parquet(out)
