@@ -78,13 +78,15 @@ if last and last["kind"] == kind:
         if len(table):
             st.subheader("Results")
             answers = table[[c for c in table.columns if c not in SUMMARY_COLUMNS]]
-            # a fixed answer width, so a long generated text cannot push score and latency out of view; the model
-            # column as wide as its longest "task · name" (about 8 px a character), so no name is cut short
-            model_width = max(210, 8 * int(table["model"].str.len().max()) + 24)
+            # fixed widths, so a long generated text cannot push score and latency out of view: the model column
+            # as wide as its longest "task · name" (about 7 px a character), so no name is cut short, and the
+            # answer gives up what the model column takes
+            model_width = max(210, 7 * int(table["model"].str.len().max()) + 16)
+            answer_width = max(180, 330 - (model_width - 210))
             st.dataframe(answers.round(4), hide_index=True, key="cmp_table",
                          column_config={"model": st.column_config.TextColumn("model", width=model_width),
                                         "input": st.column_config.TextColumn("input", width=150),
-                                        "answer": st.column_config.TextColumn("answer", width=330),
+                                        "answer": st.column_config.TextColumn("answer", width=answer_width),
                                         "score": st.column_config.NumberColumn("score", width=70, format="%.4f"),
                                         "latency_ms": st.column_config.NumberColumn("latency (ms)", width=90,
                                                                                     format="%.1f")})
