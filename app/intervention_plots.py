@@ -68,18 +68,19 @@ def patched_prediction_bars(prediction: pd.DataFrame, title: str) -> go.Figure:
     return fig
 
 
-def next_token_bars(top: pd.DataFrame, chosen: str, title: str) -> go.Figure:
-    """The model's next-token probabilities and the sampler's (after temperature and top-k); the chosen one outlined."""
+def next_token_bars(top: pd.DataFrame, chosen: str, title: str, sampled: bool = True) -> go.Figure:
+    """The model's next-token probabilities and, when sampling, the sampler's (after temperature and top-k);
+    the chosen token's bar outlined."""
     labels = [f"{t}" for t in top["token"]]
-    outline = [3 if t == chosen else 0 for t in top["token"]]
-    fig = go.Figure([
-        go.Bar(name="model (temperature 1)", x=labels, y=top["probability"],
-               hovertemplate="%{x}: %{y:.3f}<extra>model</extra>"),
-        go.Bar(name="sampled from (temperature, top-k)", x=labels, y=top["sampling_probability"],
-               marker=dict(line=dict(width=outline, color="black")),
-               hovertemplate="%{x}: %{y:.3f}<extra>sampler</extra>"),
-    ])
-    fig.update_layout(title=title, barmode="group", height=340, yaxis_title="probability", yaxis_range=[0, 1],
+    outline = dict(line=dict(width=[3 if t == chosen else 0 for t in top["token"]], color="black"))
+    bars = [go.Bar(name="model (temperature 1)", x=labels, y=top["probability"],
+                   marker=outline if not sampled else None, hovertemplate="%{x}: %{y:.3f}<extra>model</extra>")]
+    if sampled:
+        bars.append(go.Bar(name="sampled from (temperature, top-k)", x=labels, y=top["sampling_probability"],
+                           marker=outline, hovertemplate="%{x}: %{y:.3f}<extra>sampler</extra>"))
+    fig = go.Figure(bars)
+    fig.update_layout(title=title + ("" if sampled else " (greedy: the most likely is chosen)"), barmode="group",
+                      height=340, yaxis_title="probability", yaxis_range=[0, 1], showlegend=sampled,
                       margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
     return fig
 
@@ -98,6 +99,7 @@ def lens_line(chosen_probs: Sequence[float], top_probs: Sequence[float], top_tok
     if decided_at is not None:
         fig.add_vline(x=decided_at, line_dash="dot", annotation_text=f"decided at layer {decided_at}")
     fig.update_layout(title="Logit lens at the new position", xaxis_title="layer (0 = embeddings)",
+                      xaxis=dict(tickmode="linear", dtick=max(1, len(layers) // 16)),
                       yaxis_title="probability", yaxis_range=[0, 1.1], height=360, margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(orientation="h", y=-0.25))
     return fig

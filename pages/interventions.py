@@ -314,10 +314,10 @@ with tab_generate:
                             break
                         next_step(model, view)
         if view is not None:
-            st.markdown("**Text so far:** " + " ".join(
-                [f"`{prompt}`"] + [f"**{display_token(s.token)}**" for s in view.steps]))
+            st.markdown("**Tokens so far:** " + " ".join(
+                [f"`{prompt}`"] + [f"`{display_token(s.token)}`" for s in view.steps]))
             if view.steps:
-                st.text(prompt + decode(model, view.new_ids))
+                st.caption("Decoded: " + prompt + decode(model, view.new_ids))
             if not view.steps:
                 st.info("Press **Next token** to generate one token and see how the model chose it.")
             else:
@@ -333,8 +333,8 @@ with tab_generate:
                            + (f"; decided at layer {step.decided_at} of {model.config.n_layers}."
                               if step.decided_at is not None else "; no layer had it on top."))
                 top = step.top.assign(token=[display_token(t) for t in step.top["token"]])
-                st.plotly_chart(next_token_bars(top, display_token(step.token), "Top next-token probabilities"),
-                                key="iv_gen_top")
+                st.plotly_chart(next_token_bars(top, display_token(step.token), "Top next-token probabilities",
+                                                sampled), key="iv_gen_top")
                 left, right = st.columns(2)
                 left.plotly_chart(lens_line(step.lens_token_probs.tolist(), step.lens_top_probs.tolist(),
                                             [display_token(t) for t in step.lens_top_tokens], display_token(step.token),
@@ -342,7 +342,7 @@ with tab_generate:
                 attention = step.attention.numpy()  # (layers, heads, context)
                 x_labels = [f"{i}:{t}" for i, t in enumerate(context)]
                 right.plotly_chart(matrix_heatmap(np.nanmean(attention, axis=1), x_labels,
-                                                  [str(l) for l in range(attention.shape[0])],
+                                                  [f"L{l}" for l in range(attention.shape[0])],
                                                   title="Attention of the new position (mean over heads)",
                                                   x_title="context token", y_title="layer", colorscale="Blues", zmin=0,
                                                   value_name="weight"), key="iv_gen_attention_layers")

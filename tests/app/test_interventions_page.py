@@ -167,5 +167,10 @@ def test_generation_steps_one_token_at_a_time(tiny_models):
     at.slider(key="iv_gen_step").set_value(0).run()  # inspect an earlier step
     np.testing.assert_allclose(decode(chart_traces(at, "iv_gen_top")[0]["y"]).astype(float),
                                view.steps[0].top["probability"], atol=1e-6)
+    at.radio(key="iv_gen_strategy").set_value("greedy").run()  # greedy: a new view, only the model's bars
+    at.button(key="iv_gen_next").click().run()
+    greedy = step_through_generation(model, "the cat sat on", max_new_tokens=1)
+    bars = chart_traces(at, "iv_gen_top")
+    assert len(bars) == 1 and list(at.dataframe[-1].value["id"]) == greedy.new_ids
     at.button(key="iv_gen_reset").click().run()
     assert any("Press **Next token**" in i.value for i in at.info)
