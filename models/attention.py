@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ from torch import nn
 from .deferred_patterns import DEFERRED, PendingPattern
 from .hooks import HookPoint, is_hooked
 from .pattern_math import attention_scores, scale_heads, softmax_pattern
-from .rotary import apply_rotary
+from .rotary import apply_rotary, apply_rotary_interleaved
 
 
 class Attention(nn.Module):
@@ -31,10 +32,21 @@ class Attention(nn.Module):
         output_bias: bool,
         head_ids: list[int] | None = None,  # original head numbers, so pruned layers keep their names
         d_kv_source: int | None = None,     # width keys and values are read from (an encoder's), if not d_model
+        scale: float | None = None,         # on the scores; None: 1 / sqrt(d_head)
+        softcap: float | None = None,       # Gemma 2: scores = softcap * tanh(scores / softcap)
+        qk_norm: Callable[[], nn.Module] | None = None,  # makes a norm over one head (Qwen 3, Gemma 3 q/k norms)
+        interleaved_rotary: bool = False,   # GPT-J's rotary layout
     ) -> None:
         super().__init__()
         n_heads = len(kv_index)
         self.d_head = d_head
+        self.scale = scale if scale is not None else 1.0 / math.sqrt(d_head)
+        self.softcap = softcap
+        self.interleaved_rotary = interleaved_rotary
+        self.qk_norm = qk_norm
+        # one norm shared by every head (its weight is (d_head,)), so pruning heads leaves it as it is
+        self.q_norm = qk_norm() if qk_norm is not None else None
+        self.k_norm = qk_norm() if qk_norm is not None else None
         self.n_heads = n_heads
         self.n_kv_heads = n_kv_heads
         self.head_ids = list(head_ids) if head_ids is not None else list(range(n_heads))
@@ -80,8 +92,10 @@ class Attention(nn.Module):
             empty = x.new_zeros(B, T, 0)
             return self.o_proj(empty), (x.new_zeros(B, 0, T, S) if capture else None)
         q = self.q_proj(x).view(B, T, self.n_heads, self.d_head)  # (B, T, H, dh)
+        if self.q_norm is not None:
+            q = self.q_norm(q)
         if rotary is not None:
-            q = apply_rotary(q, *rotary)
+            q = self._rotate(q, rotary)
         q = self.hook_q(q)
         k, v = kv if isinstance(kv, tuple) else self.project_kv(x if kv is None else kv, rotary if kv is None else None)
         # each query head reads its own key/value head: (B, H, T, dh)
@@ -91,14 +105,19 @@ class Attention(nn.Module):
         else:
             k_h = k.index_select(2, self.kv_index).transpose(1, 2)
             v_h = v.index_select(2, self.kv_index).transpose(1, 2)
-        scale = 1.0 / math.sqrt(self.d_head)
+        scale = self.scale
         pattern = None
         # a hook on the scores or the pattern must see them during the forward, so it cannot be deferred
         defer = capture == DEFERRED and not (is_hooked(self.hook_attn_scores) or is_hooked(self.hook_pattern))
-        if capture and not defer:
-            scores = self.hook_attn_scores(attention_scores(q_h, k_h, mask, scale))  # (B, H, T, S)
-            pattern = self.hook_pattern(softmax_pattern(scores, q.dtype))  # (B, H, T, S)
-            z = torch.matmul(pattern, v_h)  # (B, H, T, dh)
+        captured = capture and not defer
+        if captured or self.softcap is not None:  # soft-capped scores have no fused kernel: explicit either way
+            scores = attention_scores(q_h, k_h, mask, scale, self.softcap)  # (B, H, T, S)
+            probs = softmax_pattern(self.hook_attn_scores(scores) if captured else scores, q.dtype)  # (B, H, T, S)
+            if captured:
+                probs = pattern = self.hook_pattern(probs)
+            elif defer:
+                pattern = PendingPattern(q_h, k_h, mask, scale, None, self.softcap)
+            z = torch.matmul(probs, v_h)  # (B, H, T, dh)
         else:
             z = F.scaled_dot_product_attention(q_h, k_h, v_h, attn_mask=mask, scale=scale)  # (B, H, T, dh)
             if defer:
@@ -122,9 +141,14 @@ class Attention(nn.Module):
         B, S, _ = source.shape
         k = self.k_proj(source).view(B, S, self.n_kv_heads, self.d_head)  # (B, S, KV, dh)
         v = self.v_proj(source).view(B, S, self.n_kv_heads, self.d_head)  # (B, S, KV, dh)
+        if self.k_norm is not None:
+            k = self.k_norm(k)
         if rotary is not None:
-            k = apply_rotary(k, *rotary)
+            k = self._rotate(k, rotary)
         return self.hook_k(k), self.hook_v(v)
+
+    def _rotate(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return apply_rotary_interleaved(x, *rotary) if self.interleaved_rotary else apply_rotary(x, *rotary)
 
     @torch.no_grad()
     def without_heads(self, local_heads: list[int]) -> "Attention":
@@ -142,7 +166,11 @@ class Attention(nn.Module):
             qkv_bias=self.q_proj.bias is not None,
             output_bias=self.o_proj.bias is not None,
             head_ids=[self.head_ids[h] for h in keep],
+            scale=self.scale, softcap=self.softcap, qk_norm=self.qk_norm, interleaved_rotary=self.interleaved_rotary,
         ).to(self.q_proj.weight.dtype)
+        if self.q_norm is not None:
+            new.q_norm.load_state_dict(self.q_norm.state_dict())
+            new.k_norm.load_state_dict(self.k_norm.state_dict())
         q_rows = _head_rows(keep, d)
         kv_rows = _head_rows(kv_kept, d)
         new.q_proj.weight.copy_(self.q_proj.weight[q_rows])

@@ -34,6 +34,20 @@ class ModelConfig:
     attention_bias: bool = True      # q/k/v projections carry a bias
     output_bias: bool = True         # attention output projection carries a bias
     mlp_bias: bool = True
+    # ---- variants, each switched on by a family's config mapping; the defaults are plain pre-norm attention
+    rotary_dim: int | None = None    # rotary on the first `rotary_dim` dims of each head (partial rotary); None: all
+    rotary_interleaved: bool = False # GPT-J: rotate pairs (0, 1), (2, 3), ... instead of the two halves
+    rope_scaling: dict[str, Any] | None = None   # transformers' rope_scaling, read by models/rotary.py
+    rope_theta_local: float | None = None        # Gemma 3: the base of local (sliding-window) layers
+    attention_scale: float | None = None         # replaces 1/sqrt(d_head) (Gemma 2 query_pre_attn_scalar, Granite)
+    attn_softcap: float | None = None            # Gemma 2: scores = cap * tanh(scores / cap)
+    qk_norm: bool = False                        # Qwen 3, Gemma 3: a norm over each query and key head
+    sliding_window: int | None = None            # keys within this many positions of the query (local layers)
+    layer_types: tuple[str, ...] | None = None   # per layer "full_attention" or "sliding_attention"; None: all full
+    embed_scale: float | None = None             # Gemma: sqrt(d_model); Granite: embedding_multiplier
+    residual_scale: float = 1.0                  # Granite: residual_multiplier on each sublayer's output
+    logits_scale: float | None = None            # Granite: logits divided by logits_scaling
+    final_softcap: float | None = None           # Gemma 2: logits = cap * tanh(logits / cap)
     # {(stack, layer): [original head indices removed]}; a one-stack model writes it as transformers 4.x's
     # `pruned_heads` {layer: heads} (see pruned_heads_from_hf / pruned_heads_to_hf)
     pruned_heads: dict[HeadKey, list[int]] = field(default_factory=dict)
@@ -57,6 +71,9 @@ class ModelConfig:
         stack = stack or self.main_stack
         removed = set(self.pruned_heads.get((stack, layer), []))
         return [h for h in range(self.stacks[stack][1]) if h not in removed]
+
+    def layer_type(self, layer: int) -> str:
+        return self.layer_types[layer] if self.layer_types else "full_attention"
 
     @property
     def group_size(self) -> int:

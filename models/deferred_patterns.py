@@ -26,12 +26,13 @@ class PendingPattern:
     q: torch.Tensor                      # (B, H, T, dh) query heads
     k: torch.Tensor                      # (B, H, S, dh) key heads, one per query head
     mask: torch.Tensor | None            # additive (B, 1, T or 1, S)
-    scale: float                         # 1 / sqrt(dh)
+    scale: float                         # 1 / sqrt(dh), or the family's own
     head_scale: torch.Tensor | None      # (B or 1, H) head-mask scales, applied as transformers 4.x reports them
+    softcap: float | None = None         # Gemma 2's score soft-capping
 
     def compute(self) -> torch.Tensor:
         """(B, H, T, S): the capture path's arithmetic (models/pattern_math.py), on the same tensors."""
-        pattern = softmax_pattern(attention_scores(self.q, self.k, self.mask, self.scale), self.q.dtype)
+        pattern = softmax_pattern(attention_scores(self.q, self.k, self.mask, self.scale, self.softcap), self.q.dtype)
         return pattern if self.head_scale is None else scale_heads(pattern, self.head_scale)
 
 

@@ -14,16 +14,18 @@ import torch
 
 from .deferred_patterns import DeferredPatterns, PendingPattern
 from .trace import Trace
-from .transformer import ForwardOutput, additive_mask
+from .config import ModelConfig
+from .transformer import ForwardOutput, attention_masks
 
 if TYPE_CHECKING:
     from .workbench_model import WorkbenchModel
 
 
-def joined_patterns(steps: Sequence[ForwardOutput], length: int, dtype: torch.dtype) -> DeferredPatterns | None:
+def joined_patterns(cfg: ModelConfig, steps: Sequence[ForwardOutput], length: int,
+                    dtype: torch.dtype) -> DeferredPatterns | None:
     """Per layer, one pending causal pattern over all `length` positions; None if a step computed its
     patterns already (a hook on them was active), so the caller must run the text again."""
-    causal = additive_mask(torch.ones(1, length, dtype=torch.long), causal=True, dtype=dtype)  # (1, 1, T, T)
+    masks = attention_masks(cfg, torch.ones(1, length, dtype=torch.long), dtype)  # per layer type: (1, 1, T, T)
     layers = []
     for layer in range(len(steps[0].attentions)):
         pending = [step.attentions[layer] for step in steps]
@@ -33,15 +35,15 @@ def joined_patterns(steps: Sequence[ForwardOutput], length: int, dtype: torch.dt
         layers.append(PendingPattern(
             q=torch.cat([p.q for p in pending], dim=2),  # (1, H, T, dh): each step's new queries
             k=last.k,  # (1, H, T, dh): the cache after the last step holds every key
-            mask=causal,
-            scale=last.scale, head_scale=last.head_scale))
+            mask=masks[cfg.layer_type(layer)],
+            scale=last.scale, head_scale=last.head_scale, softcap=last.softcap))
     return DeferredPatterns(layers)
 
 
 def trace_from_steps(model: "WorkbenchModel", ids: list[int], steps: Sequence[ForwardOutput]) -> Trace | None:
     """The trace of `ids` (prompt + every new token) from decoding steps that together ran all of them."""
     length = len(ids)
-    patterns = joined_patterns(steps, length, steps[0].final.dtype)
+    patterns = joined_patterns(model.config, steps, length, steps[0].final.dtype)
     if patterns is None:
         return None
     join = lambda tensors: torch.cat(list(tensors), dim=1)  # noqa: E731 - along the sequence axis

@@ -42,9 +42,16 @@ class CausalLMHead(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.decoder = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.logits_scale = cfg.logits_scale    # Granite divides the logits by this
+        self.softcap = cfg.final_softcap        # Gemma 2 soft-caps them
 
     def forward(self, final, extras, attention_mask):
-        return self.decoder(final)  # (B, T, vocab)
+        logits = self.decoder(final)  # (B, T, vocab)
+        if self.logits_scale is not None:
+            logits = logits / self.logits_scale
+        if self.softcap is not None:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
 
 
 class BertMaskedLMHead(nn.Module):

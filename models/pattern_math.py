@@ -5,9 +5,13 @@ from __future__ import annotations
 import torch
 
 
-def attention_scores(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, scale: float) -> torch.Tensor:
-    """(B, H, T, S) scaled dot products of query heads (B, H, T, dh) with key heads (B, H, S, dh), plus the additive mask."""
+def attention_scores(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, scale: float,
+                     softcap: float | None = None) -> torch.Tensor:
+    """(B, H, T, S) scaled dot products of query heads (B, H, T, dh) with key heads (B, H, S, dh), soft-capped
+    (Gemma 2: cap * tanh(scores / cap)) if asked, plus the additive mask."""
     scores = torch.matmul(q, k.transpose(-1, -2)) * scale
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
     return scores if mask is None else scores + mask
 
 

@@ -8,6 +8,7 @@ encoder-decoder (models/encoder_decoder.py), whose decoder blocks then carry cro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -16,7 +17,7 @@ from .attention import Attention
 from .block import MLP, Block, make_norm
 from .config import HeadKey, ModelConfig
 from .hooks import HookPoint
-from .rotary import rotary_cos_sin
+from .rotary import rotary_tables
 
 
 @dataclass
@@ -38,7 +39,10 @@ class TransformerModel(nn.Module):
 
     def __init__(self, cfg: ModelConfig, embed: nn.Module, norm_kind: str, norm_first: bool,
                  gated_mlp: bool, uses_rotary: bool, final_norm: bool, stack: str | None = None,
-                 cross_stack: str | None = None) -> None:
+                 cross_stack: str | None = None, norms: str | None = None, parallel: str | None = None,
+                 make_mlp: Callable[[ModelConfig, int], nn.Module] | None = None) -> None:
+        """`norms` and `parallel` choose the block layout (models/block.py); `make_mlp(cfg, layer)` replaces the
+        dense MLP (mixture-of-experts families)."""
         super().__init__()
         self.cfg = cfg
         self.stack = stack or cfg.main_stack          # the name its self-attention heads are keyed by
@@ -46,12 +50,15 @@ class TransformerModel(nn.Module):
         self.uses_rotary = uses_rotary
         self.embed = embed
         self.hook_embed = HookPoint("(B, T, d) embedding output")
+        qk_norm = (lambda: make_norm(norm_kind, cfg.d_head, cfg.norm_eps)) if cfg.qk_norm else None
         self.blocks = nn.ModuleList(
             Block(
-                attn=build_attention(cfg, (self.stack, layer)),
-                mlp=MLP(cfg.d_model, cfg.d_mlp, cfg.activation, gated_mlp, cfg.mlp_bias),
+                attn=build_attention(cfg, (self.stack, layer), qk_norm),
+                mlp=make_mlp(cfg, layer) if make_mlp else MLP(cfg.d_model, cfg.d_mlp, cfg.activation, gated_mlp,
+                                                              cfg.mlp_bias),
                 norm_kind=norm_kind, d_model=cfg.d_model, eps=cfg.norm_eps, norm_first=norm_first,
                 cross_attn=build_attention(cfg, (cross_stack, layer)) if cross_stack else None,
+                norms=norms, parallel=parallel, residual_scale=cfg.residual_scale,
             )
             for layer in range(cfg.n_layers)
         )
@@ -117,11 +124,13 @@ class TransformerModel(nn.Module):
             if resid_in is not None:
                 x = resid_in
             else:
-                x = self.hook_embed(self.embed(input_ids=input_ids, token_type_ids=token_type_ids,
-                                               positions=positions, attention_mask=attention_mask,
-                                               inputs_embeds=inputs_embeds))  # (B, T, d)
-        mask = additive_mask(attention_mask, self.cfg.causal, x.dtype, past)  # (B, 1, T|1, S)
-        rotary = rotary_cos_sin(positions, self.cfg.d_head, self.cfg.rope_theta, x.dtype) if self.uses_rotary else None
+                x = self.embed(input_ids=input_ids, token_type_ids=token_type_ids, positions=positions,
+                               attention_mask=attention_mask, inputs_embeds=inputs_embeds)  # (B, T, d)
+                if self.cfg.embed_scale is not None:  # Gemma: sqrt(d_model); Granite: embedding_multiplier
+                    x = x * self.cfg.embed_scale
+                x = self.hook_embed(x)
+        masks = attention_masks(self.cfg, attention_mask, x.dtype, past)  # per layer type: (B, 1, T|1, S)
+        rotary = rotary_tables(self.cfg, positions, x.dtype) if self.uses_rotary else None
         cross_mask = None
         if encoder_mask is not None and not bool(encoder_mask.all()):
             cross_mask = additive_mask(encoder_mask, False, x.dtype)  # (B, 1, 1, S)
@@ -131,8 +140,10 @@ class TransformerModel(nn.Module):
         for layer in range(start_layer, stop):
             block = self.blocks[layer]
             layer_cache = cache[layer] if cache is not None else None
+            kind = self.cfg.layer_type(layer)
             x, pattern, cross_pattern = block(
-                x, mask, rotary, _scale(head_scales, self.stack, layer), capture, cache=layer_cache,
+                x, masks[kind], rotary[kind] if rotary else None, _scale(head_scales, self.stack, layer), capture,
+                cache=layer_cache,
                 queries=queries if layer == stop - 1 and stop_layer is None else None,
                 cross=self._cross_input(layer, encoder_states, cross_mask, head_scales, layer_cache))
             resid.append(x)
@@ -173,8 +184,9 @@ def _scale(head_scales: dict | None, stack: str, layer: int) -> torch.Tensor | N
     return head_scales.get((stack, layer)) if head_scales else None
 
 
-def build_attention(cfg: ModelConfig, key: HeadKey) -> Attention:
-    """The attention of `key` = (stack, layer) with the heads `cfg.pruned_heads` leaves, keys shared as in GQA."""
+def build_attention(cfg: ModelConfig, key: HeadKey, qk_norm: Callable[[], nn.Module] | None = None) -> Attention:
+    """The attention of `key` = (stack, layer) with the heads `cfg.pruned_heads` leaves, keys shared as in GQA,
+    and the family's variants (score scale and soft-cap, query/key norms, rotary layout) switched on."""
     stack, layer = key
     heads = cfg.heads_in_layer(layer, stack)
     group = cfg.group_size if stack == cfg.main_stack else 1
@@ -188,18 +200,38 @@ def build_attention(cfg: ModelConfig, key: HeadKey) -> Attention:
         qkv_bias=cfg.attention_bias,
         output_bias=cfg.output_bias,
         head_ids=heads,
+        scale=cfg.attention_scale,
+        softcap=cfg.attn_softcap,
+        qk_norm=qk_norm,
+        interleaved_rotary=cfg.rotary_interleaved,
     )
 
 
-def additive_mask(attention_mask: torch.Tensor, causal: bool, dtype: torch.dtype, past: int = 0) -> torch.Tensor:
+def attention_masks(cfg: ModelConfig, attention_mask: torch.Tensor, dtype: torch.dtype,
+                    past: int = 0) -> dict[str, torch.Tensor]:
+    """The additive mask of each layer type the model has: "full_attention", and "sliding_attention" where
+    keys more than `sliding_window` positions before the query are hidden too (Mistral, Gemma 2 and 3)."""
+    masks = {"full_attention": additive_mask(attention_mask, cfg.causal, dtype, past)}
+    if cfg.layer_types and "sliding_attention" in cfg.layer_types:
+        masks["sliding_attention"] = additive_mask(attention_mask, cfg.causal, dtype, past, window=cfg.sliding_window)
+    return masks
+
+
+def additive_mask(attention_mask: torch.Tensor, causal: bool, dtype: torch.dtype, past: int = 0,
+                  window: int | None = None) -> torch.Tensor:
     """0 where a query may attend, the dtype's minimum where it may not: (B, 1, 1, S) or (B, 1, T, S).
 
-    `attention_mask` covers all S keys; the T = S - past queries are the last positions (decoding cache)."""
+    `attention_mask` covers all S keys; the T = S - past queries are the last positions (decoding cache).
+    With `window` (causal), a query sees only the keys less than `window` positions back, as transformers'
+    sliding-window attention does."""
     B, S = attention_mask.shape
     allowed = attention_mask[:, None, None, :].bool()  # (B, 1, 1, S)
     if causal:
         query = torch.arange(past, S, device=attention_mask.device)[:, None]  # (T, 1)
         key = torch.arange(S, device=attention_mask.device)[None, :]  # (1, S)
-        allowed = allowed & (key <= query)[None, None]  # (B, 1, T, S)
+        visible = key <= query
+        if window is not None:
+            visible = visible & (key > query - window)
+        allowed = allowed & visible[None, None]  # (B, 1, T, S)
     minimum = torch.finfo(dtype).min
     return torch.zeros(allowed.shape, dtype=dtype, device=attention_mask.device).masked_fill(~allowed, minimum)
