@@ -280,9 +280,12 @@ def _activation_patching(model, setup: PatchingSetup, site: str, layers: list[in
             # every row of the chunk is the corrupted run up to this layer: run that prefix once (batch 1)
             # and fan out into one row per patch where the layer starts
             fan_out = (hook_name("resid_pre", layer), _fan_out(len(part)))
-            metric, _ = _run_metric(model, setup.corrupted, setup, n=1, hooks=[fan_out, patch])
-            if metric.shape[0] != len(part):  # the core did not carry the wider batch through: run every row
-                metric = None
+            try:
+                metric, _ = _run_metric(model, setup.corrupted, setup, n=1, hooks=[fan_out, patch])
+            except (RuntimeError, ValueError, IndexError):
+                metric = None  # a model that cannot widen its batch mid-forward: run every row from the start
+            if metric is None or metric.shape[0] != len(part):
+                share_prefix, metric = False, None
         if metric is None:
             metric, _ = _run_metric(model, setup.corrupted, setup, n=len(part), hooks=[patch])
         for (_, index), value in zip(part, metric.tolist()):

@@ -52,14 +52,14 @@ def modules(kind, reference, layer):
     if kind == "llama":
         block = reference.model.layers[layer]
         return block, block.self_attn, block.mlp, block.self_attn.o_proj
-    block = reference.bert.encoder.layer[layer]
+    block = reference.bert.encoder.layer[layer]  # BERT classifier or masked LM
     return block, block.attention.output.dense, block.output.dense, block.attention.output.dense
 
 
-def reference_metric(kind, reference, ids, answer_id, wrong_id):
+def reference_metric(kind, reference, ids, answer_id, wrong_id, position=-1):
     with torch.no_grad():
         logits = reference(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
-    row = logits[0] if kind == "bert-cls" else logits[0, -1]
+    row = logits[0] if kind == "bert-cls" else logits[0, position]
     return float(row[answer_id].double() - row[wrong_id].double())
 
 
@@ -68,7 +68,7 @@ def first(output):
 
 
 def reference_patching(kind, reference, clean_ids, corrupted_ids, site, answer_id, wrong_id, n_heads, n_layers=2,
-                       layers=None):
+                       layers=None, position=-1):
     """(n_layers, positions | heads) patched metrics, one transformers forward per patch; rows not in ``layers`` 0."""
     layers = list(range(n_layers)) if layers is None else layers
     T = clean_ids.shape[1]
@@ -120,7 +120,7 @@ def reference_patching(kind, reference, clean_ids, corrupted_ids, site, answer_i
                     return (x, *out[1:]) if isinstance(out, tuple) else x
                 handle = (attn if site == "attn_out" else mlp).register_forward_hook(post)
             try:
-                result[layer, index] = reference_metric(kind, reference, corrupted_ids, answer_id, wrong_id)
+                result[layer, index] = reference_metric(kind, reference, corrupted_ids, answer_id, wrong_id, position)
             finally:
                 handle.remove()
     return result
@@ -140,6 +140,25 @@ def test_activation_patching_equals_plain_hooks_on_transformers(pair, site):
     torch.testing.assert_close(ours, theirs, atol=ATOL, rtol=0)
     # the patches do something, so the comparison above could have failed
     assert float((theirs - theirs.mean()).abs().max()) > 10 * ATOL
+
+
+@pytest.mark.parametrize("site", ["resid_pre", "head"])
+def test_a_masked_lm_is_read_at_its_mask_token(tmp_path_factory, site):
+    folder = tmp_path_factory.mktemp(f"patch-mlm-{site}")
+    reference = make_checkpoint("bert-mlm", folder, seed=1, initializer_range=0.2)
+    from tokenizers import Tokenizer
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.add_special_tokens(["[MASK]"])  # so "[MASK]" in a text is the mask token (it is in the vocabulary)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    model = load_model(str(folder))
+    clean, corrupted = "the cat sat on the [MASK] .", "the dog sat on the [MASK] ."
+    setup = prepare_patching(model, clean, corrupted, "mat", "dog")
+    assert setup.clean_tokens[setup.read_position] == "[MASK]" and setup.read_position < setup.n_positions - 2
+    ours = activation_patching(model, clean, corrupted, site, "mat", "dog")
+    theirs = reference_patching("bert-mlm", reference, model.encode(clean).input_ids,
+                                model.encode(corrupted).input_ids, site, setup.answer_id, setup.wrong_id, n_heads=4,
+                                position=setup.read_position)
+    torch.testing.assert_close(ours, theirs, atol=ATOL, rtol=0)
 
 
 def test_metric_reads_the_answer_and_wrong_logits(pair):
