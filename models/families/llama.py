@@ -34,7 +34,25 @@ def _config(hf: dict[str, Any]) -> ModelConfig:
         attention_bias=bool(qkv_bias), output_bias=bool(hf.get("attention_bias", False)),
         mlp_bias=bool(hf.get("mlp_bias", False)),
         pruned_heads=pruned_heads_from_hf(hf, "decoder"), hf_config=dict(hf),
+        **_sliding_window(hf),
     )
+
+
+def _sliding_window(hf: dict[str, Any]) -> dict[str, Any]:
+    """Mistral attends within `sliding_window` on every layer; Qwen2 on the layers its `layer_types` name
+    (from `max_window_layers` on) when `use_sliding_window` is set; Llama never."""
+    window = hf.get("sliding_window")
+    if hf.get("model_type") == "qwen2" and not hf.get("use_sliding_window"):
+        window = None
+    if hf.get("model_type") == "llama" or window is None:
+        return {}
+    n = hf["num_hidden_layers"]
+    if hf.get("model_type") == "qwen2":
+        first = hf.get("max_window_layers", n)
+        types = hf.get("layer_types") or ["sliding_attention" if i >= first else "full_attention" for i in range(n)]
+    else:
+        types = ["sliding_attention"] * n
+    return {"sliding_window": int(window), "layer_types": tuple(types)}
 
 
 def _build(cfg: ModelConfig) -> TransformerModel:
