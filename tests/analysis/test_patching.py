@@ -376,3 +376,23 @@ def test_smollm2_patching_equals_plain_hooks_on_transformers():
     torch.testing.assert_close(ours[layers], full[layers], atol=1e-3, rtol=0)
     torch.testing.assert_close(heads[layers], full_heads[layers], atol=1e-3, rtol=0)
     assert float(ours[0].max() - ours[0].min()) > 1.0  # the country token matters at layer 0
+
+
+@pytest.mark.slow
+def test_minilm_sentiment_patches_with_its_label_names():
+    """The embedded classifier: at layer 0 the two prompts differ only at the changed word's position (the
+    embeddings are per position), so patching that one cell restores the clean metric exactly."""
+    model = load_model("minilm-sentiment")
+    clean, corrupted = "I loved this film.", "I hated this film."
+    names = [model.labels[i] for i in sorted(model.labels)]
+    positive = next(n for n in names if n.lower().startswith("pos"))
+    negative = next(n for n in names if n.lower().startswith("neg"))
+    result = patching_experiment(model, clean, corrupted, positive, negative, sites=["resid_pre", "head"])
+    assert result.clean_metric > 0 > result.corrupted_metric  # the classifier reads the two prompts apart
+    (changed,) = result.setup.differing_positions
+    exact = result.exact["resid_pre"]
+    assert float(exact[0, changed]) == pytest.approx(result.clean_metric, abs=1e-4)
+    others = [p for p in range(exact.shape[1]) if p != changed]
+    torch.testing.assert_close(exact[0, others], torch.full((len(others),), result.corrupted_metric,
+                                                            dtype=torch.float64), atol=1e-4, rtol=0)
+    assert result.correlation("resid_pre") > 0.5

@@ -109,3 +109,13 @@ def test_bad_vectors_and_layers_are_refused(model, tmp_path):
         load_steering_vector(tmp_path / "junk.safetensors")
     with pytest.raises(WeightFileError):
         steering_vector_from_bytes(b"\x01\x00")
+
+
+@pytest.mark.slow
+def test_smollm2_steering_at_alpha_zero_is_plain_generation():
+    smollm2 = load_model("smollm2")
+    vector = steering_vector(smollm2, ["I love this, it is wonderful."], ["I hate this, it is awful."], layer=12)
+    prompt = "My opinion of the new film is that"
+    plain = smollm2.generate(prompt, max_new_tokens=12)
+    assert generate_steered(smollm2, prompt, vector, alpha=0.0, max_new_tokens=12) == plain
+    assert generate_steered(smollm2, prompt, vector, alpha=8.0, max_new_tokens=12) != plain
