@@ -207,7 +207,7 @@ shard_size = 32
 if st.session_state.pop("ds_cancelled", False):
     st.warning("Cancelled. The shards finished so far are kept: Run resumes from them.")
 
-subset = type(data)(frame=data.frame.head(n_rows), columns=data.columns, source=data.source, format=data.format)
+subset = data.head(n_rows)
 if st.button("Run", key="ds_run", type="primary", disabled=not names):
     bar = st.progress(0.0, text="starting")
     cancel_slot = st.empty()

@@ -78,7 +78,7 @@ class _Bar:
         if not quiet:
             from tqdm import tqdm
             self.bar = tqdm(total=1000, file=sys.stderr, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining}",
-                            dynamic_ncols=True)
+                            dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 0.0)  # a log keeps every step
 
     def __call__(self, fraction: float, message: str) -> None:
         if self.bar is None:
@@ -96,10 +96,7 @@ def _dataset(args: argparse.Namespace):
     given = {role: getattr(args, f"{role}_column") for role in ("text", "pair", "label", "reference", "image", "audio")}
     columns = ColumnMap(**given) if any(given.values()) else None
     data = read_dataset(args.data, columns, split=args.split)
-    if args.limit is not None:
-        from dataclasses import replace
-        data = replace(data, frame=data.frame.head(max(1, args.limit)))
-    return data
+    return data.head(args.limit) if args.limit is not None else data
 
 
 def run(args: argparse.Namespace) -> Any:

@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Iterable, Union
 
@@ -101,10 +101,13 @@ class Dataset:
     columns: ColumnMap
     source: str = ""               # the file or folder name, for messages
     format: str = "csv"
-    extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    def head(self, rows: int) -> "Dataset":
+        """The first `rows` rows (at least one), same mapping."""
+        return replace(self, frame=self.frame.head(max(1, rows)).reset_index(drop=True))
 
     def row_name(self, index: int) -> str:
         return row_name(index, self.format)
@@ -338,14 +341,6 @@ def length_bucket(words: int, buckets: tuple[int, ...] = LENGTH_BUCKETS) -> str:
             return f"{low}-{high} words"
         low = high + 1
     return f"{low}+ words"
-
-
-def columns_from_args(**roles: str | None) -> ColumnMap:
-    known = {f.name for f in fields(ColumnMap)}
-    unknown = set(roles) - known
-    if unknown:
-        raise InputError(f"Unknown column roles {', '.join(sorted(unknown))}; roles are {', '.join(ROLES)}.")
-    return ColumnMap(**{k: v for k, v in roles.items() if v})
 
 
 def read_uploaded(data: bytes, filename: str, columns: ColumnMap | None = None) -> Dataset:

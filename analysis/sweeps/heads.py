@@ -84,7 +84,7 @@ class HeadImportanceSweep(_LossSweep):
     def run_shard(self, models: WorkerModels, shard: Shard) -> Partial:
         model = _model_for(models, self.model, self.pruned)
         data = self.eval_set(model, shard)
-        if not any(bool((batch_scored(model, b)) > 0) for b in data.batches):
+        if not any(batch_scored(model, b) > 0 for b in data.batches):  # too short to score: contributes nothing
             return {"heads": pd.DataFrame(columns=["layer", "head", "raw_sum", "examples"])}
         scores = compute_gradient_importance(model, data, normalize=False)
         raw = scores.details["raw"]  # (n_layers, n_heads) mean over this shard's scored examples
