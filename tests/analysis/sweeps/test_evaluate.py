@@ -132,3 +132,19 @@ def test_bad_inputs_fail_before_anything_is_written(sweep_models, small_sentimen
                   out=out)
     assert out.read_bytes() == b"an earlier result"
     assert not (tmp_path / "eval.parquet.parts").exists() or not any((tmp_path / "eval.parquet.parts").rglob("shard-*"))
+
+
+def test_an_image_classifier_on_image_paths(tmp_path):
+    from tests.tiny_modal_models import make_vit
+    make_vit(tmp_path / "vit")
+    images = ROOT / "sample_data" / "images"
+    labels = ["cat", "dog", "fish", "cat", "dog", "fish", "cat"]
+    pd.DataFrame({"file": [f"digit_{i}.png" for i in range(7)], "label": labels}).to_csv(tmp_path / "img.csv", index=False)
+    data = read_dataset(tmp_path / "img.csv", ColumnMap(image="file", label="label"), base_dir=images)
+    result = run_sweep(EvaluateSweep(models=(str(tmp_path / "vit"),), batch_size=3), data, shard_size=4)
+    model = models.load_model(str(tmp_path / "vit"))
+    logits = model.run(images=list(data.frame["file"]), capture=False).logits  # (7, 3)
+    preds = [model.labels[int(i)] for i in logits.argmax(-1)]
+    row = result["metrics"].iloc[0]
+    assert row["accuracy"] == pytest.approx(accuracy_score(labels, preds), abs=1e-12)
+    assert row["macro_f1"] == pytest.approx(f1_score(labels, preds, average="macro"), abs=1e-12)
