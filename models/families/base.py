@@ -128,6 +128,16 @@ def layer_pairs(hf: str, ours: str, modules: dict[str, str], params: tuple[str, 
     return [(f"{hf}{theirs}.{p}", f"{ours}{mine}.{p}") for mine, theirs in modules.items() for p in params]
 
 
+def refuse_unsupported(hf: dict[str, Any], family: str, **supported: Callable[[Any], bool]) -> None:
+    """Raise, naming the key and its value, for the first config key whose value this family does not implement
+    (`supported[key](value)` is False). A key that is absent counts as its default, which every family handles."""
+    for key, ok in supported.items():
+        if key in hf and not ok(hf[key]):
+            raise UnsupportedArchitectureError(
+                f"{family} checkpoints with {key}={hf[key]!r} are not supported: the workbench would compute "
+                f"something else than transformers, so it refuses this key's value rather than ignore it.")
+
+
 def by_model_type(names: dict[str, str], default: str) -> Callable[[ModelConfig], str]:
     """A `base_architecture` that depends on the checkpoint's model_type ({"roberta": "RobertaModel"})."""
     return lambda cfg: names.get(cfg.hf_config.get("model_type", ""), default)

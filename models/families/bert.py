@@ -10,11 +10,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..block import ACTIVATIONS
 from ..config import ModelConfig, pruned_heads_from_hf
 from ..heads import (BertMaskedLMHead, HeadFormat, PooledClassificationHead, Pooler, linear_pairs, question_answering_head,
                      token_classification_head)
 from ..transformer import TransformerModel
-from .base import Family, StateDict, by_model_type, layer_pairs, register, rename
+from .base import Family, StateDict, by_model_type, layer_pairs, refuse_unsupported, register, rename
 
 
 class EncoderEmbeddings(nn.Module):
@@ -44,7 +45,21 @@ class EncoderEmbeddings(nn.Module):
 
 # ---------------------------------------------------------------- BERT and RoBERTa
 
+# config keys transformers' modeling code reads that change the arithmetic, each mapped or refused below
+# (training-only keys, such as dropout, are left out: tests/models/test_config_keys.py checks the list)
+READ_KEYS = (
+    "hidden_act", "hidden_size", "intermediate_size", "layer_norm_eps", "max_position_embeddings",
+    "num_attention_heads", "num_hidden_layers", "pad_token_id", "type_vocab_size", "vocab_size",
+    "position_embedding_type", "is_decoder", "add_cross_attention", "classifier_dropout",
+    # DistilBERT (sinusoidal_pos_embds: the checkpoint stores the fixed table, which is loaded like a learned one)
+    "activation", "dim", "hidden_dim", "n_heads", "n_layers", "sinusoidal_pos_embds", "seq_classif_dropout",
+)
+
+
 def _bert_config(hf: dict[str, Any]) -> ModelConfig:
+    refuse_unsupported(hf, "BERT-type", hidden_act=lambda v: v in ACTIVATIONS,
+                       position_embedding_type=lambda v: v in (None, "absolute"),  # relative_key*: not implemented
+                       is_decoder=lambda v: not v, add_cross_attention=lambda v: not v)
     n_heads = hf["num_attention_heads"]
     return ModelConfig(
         family="roberta" if hf.get("model_type") in ("roberta", "xlm-roberta") else "bert",
@@ -144,6 +159,7 @@ register(Family(
 # ---------------------------------------------------------------- DistilBERT
 
 def _distil_config(hf: dict[str, Any]) -> ModelConfig:
+    refuse_unsupported(hf, "DistilBERT", activation=lambda v: v in ACTIVATIONS)
     n_heads = hf["n_heads"]
     return ModelConfig(
         family="distilbert", n_layers=hf["n_layers"], n_heads=n_heads, n_kv_heads=n_heads,

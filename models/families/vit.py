@@ -12,13 +12,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..block import ACTIVATIONS
 from ..config import ModelConfig, pruned_heads_from_hf
 from ..errors import InputError
 from ..heads import HeadFormat, Pooler, linear_pairs
 from ..inputs import IMAGE_INPUTS
 from ..preprocessing.image import ImageProcessor
 from ..transformer import TransformerModel
-from .base import Family, register, rename
+from .base import Family, refuse_unsupported, register, rename
 
 
 class PatchEmbeddings(nn.Module):
@@ -61,7 +62,15 @@ class ClsClassifierHead(nn.Module):
         return self.classifier(final[:, 0])  # (B, num_labels)
 
 
+# config keys transformers' modeling code reads that change the arithmetic, each mapped or refused below
+READ_KEYS = ("hidden_act", "hidden_size", "image_size", "intermediate_size", "layer_norm_eps", "num_attention_heads",
+             "num_channels", "num_hidden_layers", "patch_size", "pooler_act", "pooler_output_size", "qkv_bias",
+             "encoder_stride")  # encoder_stride: only ViTForMaskedImageModeling's decoder, which has no head here
+
+
 def _config(hf: dict[str, Any]) -> ModelConfig:
+    refuse_unsupported(hf, "ViT", hidden_act=lambda v: v in ACTIVATIONS, pooler_act=lambda v: v == "tanh",
+                       pooler_output_size=lambda v: v in (None, hf.get("hidden_size")))
     n_heads = hf["num_attention_heads"]
     size, patch = _pair(hf.get("image_size", 224)), _pair(hf.get("patch_size", 16))
     return ModelConfig(

@@ -17,12 +17,11 @@ from torch import nn
 from ..block import ACTIVATIONS
 from ..config import ModelConfig, pruned_heads_from_hf
 from ..ctc_tokenizer import CTCTokenizer
-from ..errors import UnsupportedArchitectureError
 from ..heads import HeadFormat, linear_pairs
 from ..inputs import FRAME_AUDIO_INPUTS
 from ..preprocessing.wav2vec2_features import Wav2Vec2Features
 from ..transformer import TransformerModel
-from .base import Family, StateDict, layer_pairs, register, rename
+from .base import Family, StateDict, layer_pairs, refuse_unsupported, register, rename
 
 
 class ConvLayer(nn.Module):
@@ -136,10 +135,21 @@ class AudioClassificationHead(nn.Module):
         return self.classifier(pooled)  # (B, num_labels)
 
 
+# config keys transformers' modeling code reads that change the arithmetic, each mapped or refused below
+# (pretraining-only keys, codevectors and negatives, and the x-vector head's tdnn keys have no use here)
+READ_KEYS = ("conv_bias", "conv_dim", "conv_kernel", "conv_stride", "do_stable_layer_norm", "feat_extract_activation",
+             "feat_extract_norm", "hidden_act", "hidden_size", "intermediate_size", "layer_norm_eps",
+             "num_attention_heads", "num_conv_pos_embedding_groups", "num_conv_pos_embeddings",
+             "num_feat_extract_layers", "num_hidden_layers", "pad_token_id", "vocab_size", "classifier_proj_size",
+             "add_adapter", "use_weighted_layer_sum", "adapter_attn_dim", "output_hidden_size")
+
+
 def _config(hf: dict[str, Any]) -> ModelConfig:
-    if hf.get("add_adapter") or hf.get("use_weighted_layer_sum"):
-        raise UnsupportedArchitectureError("Wav2Vec2 checkpoints with adapter layers or a weighted layer sum are not "
-                                           "supported; plain Wav2Vec2 (base or stable layer norm) is.")
+    # adapter layers, attention adapters and a weighted layer sum change the outputs: refused, by name
+    refuse_unsupported(hf, "Wav2Vec2", add_adapter=lambda v: not v, use_weighted_layer_sum=lambda v: not v,
+                       adapter_attn_dim=lambda v: v is None, hidden_act=lambda v: v in ACTIVATIONS,
+                       feat_extract_activation=lambda v: v in ACTIVATIONS,
+                       output_hidden_size=lambda v: v in (None, hf.get("hidden_size")))
     n_heads = hf["num_attention_heads"]
     return ModelConfig(
         family="wav2vec2", n_layers=hf["num_hidden_layers"], n_heads=n_heads, n_kv_heads=n_heads,

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..block import ACTIVATIONS
 from ..config import ModelConfig
 from ..deferred_patterns import collect
 from ..embeddings import LearnedPositionEmbeddings
@@ -35,7 +36,7 @@ from ..preprocessing.whisper_features import WhisperFeatures
 from ..tokenization import TextTokenizer
 from ..trace import Trace
 from ..transformer import ForwardOutput, TransformerModel
-from .base import Family, StateDict, register, rename
+from .base import Family, StateDict, refuse_unsupported, register, rename
 
 FRAMES_PER_POSITION = 2            # conv2 has stride 2: one encoder position per two 10 ms mel frames
 SECONDS_PER_POSITION = 0.02
@@ -84,7 +85,17 @@ def encoder_config(cfg: ModelConfig) -> ModelConfig:
         pruned_heads={k: v for k, v in cfg.pruned_heads.items() if k[0] == "encoder"}, hf_config=hf)
 
 
+# config keys transformers' modeling code reads that change the arithmetic, each mapped or refused below.
+# scale_embedding is read into an `embed_scale` that transformers' Whisper never applies, so it changes nothing.
+READ_KEYS = ("activation_function", "d_model", "decoder_attention_heads", "decoder_ffn_dim", "decoder_layers",
+             "decoder_start_token_id", "encoder_attention_heads", "encoder_ffn_dim", "encoder_layers",
+             "max_source_positions", "max_target_positions", "num_mel_bins", "pad_token_id", "vocab_size",
+             "scale_embedding", "is_encoder_decoder", "use_weighted_layer_sum", "classifier_proj_size")
+
+
 def _config(hf: dict[str, Any]) -> ModelConfig:
+    refuse_unsupported(hf, "Whisper", activation_function=lambda v: v in ACTIVATIONS,
+                       use_weighted_layer_sum=lambda v: not v)
     n_heads = hf["decoder_attention_heads"]
     pruned = {}
     for key, heads in hf.get("workbench_pruned_heads", {}).items():
