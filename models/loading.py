@@ -6,10 +6,12 @@ from pathlib import Path
 
 import torch
 
+from .bridge import open_bridged
 from .embedded import EMBEDDED, embedded_names
-from .errors import ModelNotFoundError, WeightFileError
+from .errors import ModelNotFoundError, UnsupportedArchitectureError, WeightFileError
 from .families import family_for_model_type
 from .heads import initialise_like_transformers
+from .memory_budget import check_fits, check_shape
 from .weights import load_into, read_state_dict
 from .workbench_model import WorkbenchModel
 
@@ -61,19 +63,37 @@ def read_config(folder: Path) -> dict:
     path = Path(folder) / "config.json"
     if not path.exists():
         raise ModelNotFoundError(f"{folder} has no config.json, so it is not a Hugging Face model folder.")
+    if not path.is_file():
+        raise WeightFileError(f"{path} is not a regular file; a model folder's config.json must be one.")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise WeightFileError(f"{path} is not valid JSON: {error}.") from error
+    if not isinstance(config, dict):
+        raise WeightFileError(f"{path} holds a JSON {type(config).__name__}, not the object a model config is.")
+    return config
 
 
 def load_folder(folder: Path, name: str = "", task: str | None = None) -> WorkbenchModel:
     """Any family's Hugging Face folder -> WorkbenchModel; `task` puts that head on (fresh when the checkpoint
-    lacks it, flagged untrained)."""
+    lacks it, flagged untrained). An architecture with no native family opens through the bridge over
+    transformers (models/bridge.py) when transformers knows it; otherwise the error stays."""
     folder = Path(folder)
     hf = read_config(folder)
-    family = family_for_model_type(hf.get("model_type"), hf.get("architectures"))
-    cfg = family.config_from_hf(hf)
+    try:
+        family = family_for_model_type(hf.get("model_type"), hf.get("architectures"))
+    except UnsupportedArchitectureError as refused:
+        return open_bridged(folder, hf, refused, name=name or folder.name, task=task)
+    try:
+        cfg = family.config_from_hf(hf)
+    except KeyError as missing:
+        raise WeightFileError(f"{folder}/config.json lacks {missing.args[0]!r}, which a {family.name} config "
+                              "needs. The config is incomplete: fix or replace it.") from None
+    except (TypeError, ValueError, ZeroDivisionError, AttributeError) as error:
+        raise WeightFileError(f"{folder}/config.json has a value a {family.name} config cannot take ({error}). "
+                              "Fix or replace it.") from None
+    check_shape(cfg, folder)
+    check_fits(cfg, folder, name or folder.name)
     network = family.build(cfg)
     state = read_state_dict(folder)
     checkpoint_task = family.task_of(hf.get("architectures"))
