@@ -1,0 +1,62 @@
+"""GPT-NeoX / Pythia against transformers: parallel and sequential residuals, partial rotary (an odd rotary
+count included), with and without attention biases, tied and untied unembedding; the sequence classifier;
+every config key transformers reads is mapped or refused."""
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers as tf
+
+from models import load_model
+from models.families import FAMILIES, gpt_neox
+from tests.models.config_keys import assert_every_key_handled, assert_refused
+from tests.models.decoder_parity import BATCH, check_decoder_family, make_decoder_checkpoint
+
+TINY = dict(hidden_size=40, num_hidden_layers=3, num_attention_heads=5, intermediate_size=37,
+            max_position_embeddings=64)
+
+CASES = {
+    "parallel": dict(use_parallel_residual=True, rotary_pct=0.25),                       # Pythia: 2 of 8 dims turn
+    "sequential-no-bias": dict(use_parallel_residual=False, rotary_pct=0.5, attention_bias=False,
+                               hidden_size=36, num_attention_heads=6, rotary_emb_base=500.0),  # 3 of 6: rounds up
+    "full-rotary-tied": dict(rotary_pct=1.0, tie_word_embeddings=True, hidden_act="gelu_new"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_parity_with_transformers(tmp_path, case):
+    reference = make_decoder_checkpoint(tf.GPTNeoXConfig, tf.GPTNeoXForCausalLM, tmp_path / "m",
+                                        **{**TINY, **CASES[case]})
+    check_decoder_family(reference, tmp_path / "m", tmp_path)
+
+
+def test_sequence_classifier_equals_transformers(tmp_path):
+    reference = make_decoder_checkpoint(tf.GPTNeoXConfig, tf.GPTNeoXForSequenceClassification, tmp_path / "m",
+                                        num_labels=3, **TINY)
+    model = load_model(str(tmp_path / "m"))
+    assert model.task == "sequence-classification"
+    trace = model.run(BATCH)
+    assert trace.attention_mask[1].sum() < trace.attention_mask[0].sum()  # padded: the last real token differs
+    with torch.no_grad():
+        theirs = reference(input_ids=trace.input_ids, attention_mask=trace.attention_mask).logits
+    torch.testing.assert_close(trace.logits, theirs, atol=1e-4, rtol=0)
+
+
+def test_every_config_key_is_handled_or_refused():
+    assert_every_key_handled("gpt_neox", gpt_neox)
+
+
+def test_missing_keys_mean_transformers_defaults():
+    """config.json leaves out the keys equal to GPTNeoXConfig's defaults: ours must be the same."""
+    theirs = tf.GPTNeoXConfig().to_dict()
+    assert {k: theirs[k] for k in gpt_neox.DEFAULTS} == gpt_neox.DEFAULTS
+    ours = FAMILIES["gpt_neox"].config_from_hf({"model_type": "gpt_neox", **TINY})
+    assert ours.rotary_dim == 2 and ours.rope_theta == 10000 and ours.vocab_size == theirs["vocab_size"]
+    assert FAMILIES["gpt_neox"].build(ours).blocks[0].parallel == "two_norms"
+
+
+@pytest.mark.parametrize("key, value", [("rope_scaling", {"rope_type": "linear", "factor": 2.0}),
+                                        ("hidden_act", "gelu_fast")])
+def test_a_refused_value_names_its_key(key, value):
+    hf = {**tf.GPTNeoXConfig(**TINY).to_dict(), key: value}
+    assert_refused(FAMILIES["gpt_neox"].config_from_hf, hf, key)
