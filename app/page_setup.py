@@ -21,4 +21,6 @@ def selected_model_or_stop() -> tuple[str, WorkbenchModel]:
         model = get_model(name)
     if model is None:
         st.stop()
+    st.sidebar.caption("native: every feature" if model.is_native else
+                       "bridge over transformers: hidden states, attention, hooks, head masks and importance")
     return name, model
