@@ -77,7 +77,9 @@ class InputAdapter:
             attentions=collect(out.attentions), resid_final=out.resid_final, logits=out.logits,
             token_type_ids=prepared.inputs.get("token_type_ids"), pooled=out.extras.get("pooled"),
             head_ids=model.head_ids(), warnings=prepared.warnings, texts=prepared.texts, model_name=model.name,
-            modality=self.modality, extras=prepared.extras)
+            modality=self.modality,
+            # mixture-of-experts layers: per layer the router's choice (models/experts.py), None for a dense MLP
+            extras={**prepared.extras, "router": tuple(out.router)} if out.router else prepared.extras)
 
 
 class TextInputs(InputAdapter):

@@ -16,6 +16,7 @@ from torch import nn
 from .attention import Attention
 from .block import MLP, Block, make_norm
 from .config import HeadKey, ModelConfig
+from .experts import RouterChoice, router_by_layer, routing_recorded
 from .hooks import HookPoint
 from .rotary import rotary_tables
 
@@ -29,6 +30,8 @@ class ForwardOutput:
     logits: torch.Tensor | None = None        # task-head output, if a head is attached
     extras: dict[str, torch.Tensor] = field(default_factory=dict)  # "pooled" for BERT, "attention_mask" for signals
     cross_attentions: list[torch.Tensor] = field(default_factory=list)  # (B, H, T, S) over encoder positions
+    # per layer the experts' choice (models/experts.py), None for a dense MLP; empty without capture or experts
+    router: list[RouterChoice | None] = field(default_factory=list)
 
 
 class TransformerModel(nn.Module):
@@ -137,26 +140,29 @@ class TransformerModel(nn.Module):
         resid, attentions, crosses = [x], [], []
         stop = len(self.blocks) if stop_layer is None else stop_layer
         queries = torch.tensor(read_positions, device=x.device) if read_positions is not None else None
-        for layer in range(start_layer, stop):
-            block = self.blocks[layer]
-            layer_cache = cache[layer] if cache is not None else None
-            kind = self.cfg.layer_type(layer)
-            x, pattern, cross_pattern = block(
-                x, masks[kind], rotary[kind] if rotary else None, _scale(head_scales, self.stack, layer), capture,
-                cache=layer_cache,
-                queries=queries if layer == stop - 1 and stop_layer is None else None,
-                cross=self._cross_input(layer, encoder_states, cross_mask, head_scales, layer_cache))
-            resid.append(x)
-            if capture:
-                attentions.append(pattern)
-                if self.cross_stack:
-                    crosses.append(cross_pattern)
+        with routing_recorded(bool(capture)) as routing:  # expert layers file their choices here
+            for layer in range(start_layer, stop):
+                block = self.blocks[layer]
+                layer_cache = cache[layer] if cache is not None else None
+                kind = self.cfg.layer_type(layer)
+                x, pattern, cross_pattern = block(
+                    x, masks[kind], rotary[kind] if rotary else None, _scale(head_scales, self.stack, layer), capture,
+                    cache=layer_cache,
+                    queries=queries if layer == stop - 1 and stop_layer is None else None,
+                    cross=self._cross_input(layer, encoder_states, cross_mask, head_scales, layer_cache))
+                resid.append(x)
+                if capture:
+                    attentions.append(pattern)
+                    if self.cross_stack:
+                        crosses.append(cross_pattern)
+        router = router_by_layer(routing, len(self.blocks))
         if stop_layer is not None:
-            return ForwardOutput(resid=resid, attentions=attentions, resid_final=x, final=x, cross_attentions=crosses)
+            return ForwardOutput(resid=resid, attentions=attentions, resid_final=x, final=x, cross_attentions=crosses,
+                                 router=router)
         resid_final = self.hook_resid_final(x)
         final = self.final_norm(resid_final) if self.final_norm is not None else resid_final
         out = ForwardOutput(resid=resid, attentions=attentions, resid_final=resid_final, final=final,
-                            cross_attentions=crosses)
+                            cross_attentions=crosses, router=router)
         if signal is not None:
             out.extras["attention_mask"] = attention_mask  # (B, T) of patches or frames, made by the embedding
         if self.pooler is not None:

@@ -22,6 +22,7 @@ from . import task_heads, vocabulary
 from .config import ModelConfig
 from .deferred_patterns import DEFERRED
 from .errors import HeadIndexError, InputError
+from .experts import experts_masked
 from .families import FAMILIES, Family
 from .generation import generate_traced
 from .head_selection import HeadSpec, check_scales, head_scales_from_spec, selected_heads
@@ -226,6 +227,14 @@ class WorkbenchModel:
         """Zero (or scale) heads' outputs before the output projection, as transformers 4.x `head_mask`.
         Layers are numbers (the main stack), (stack, layer) pairs or "stack.N" (see models/head_selection.py)."""
         with masks_active(self.network, head_scales_from_spec(self.config, spec)):
+            yield self
+
+    @contextlib.contextmanager
+    def mask_experts(self, experts: dict[int, Sequence[int]]) -> Iterator["WorkbenchModel"]:
+        """Mixture-of-experts models: the router never chooses these experts ({layer: [expert ids]}) inside the
+        `with` body. Their logits are -inf before the softmax and top-k, so each token goes to its best k of the
+        other experts, weighted by a softmax over those (see models/experts.py). Scoped like `mask_heads`."""
+        with experts_masked(self.network, experts):
             yield self
 
     def prune_heads(self, heads: HeadSpec) -> "WorkbenchModel":

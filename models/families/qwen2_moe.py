@@ -1,0 +1,110 @@
+"""Qwen2-MoE (Qwen team 2024, "Qwen1.5-MoE"): Qwen2's decoder (biased q/k/v) with mixture-of-experts MLPs.
+
+Each sparse layer routes a token to its top `num_experts_per_tok` of `num_experts` small SwiGLU experts
+(softmax over all, top-k, renormalised only with `norm_topk_prob`) and adds a shared expert that every token
+passes through, scaled by sigmoid(shared_expert_gate(x)) (models/experts.py). A layer is sparse when it is not
+in `mlp_only_layers` and (layer + 1) is a multiple of `decoder_sparse_step`; the others keep a dense SwiGLU.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..block import MLP
+from ..config import ModelConfig
+from ..experts import ExpertMLP, ExpertSettings
+from ..transformer import TransformerModel
+from .base import Family, StateDict, register, rename
+from .mixtral import body_pairs, build_decoder, check_common, decoder_config, refuse, swiglu_pairs, text_heads
+
+# config keys transformers' modeling_qwen2_moe.py reads that change the arithmetic, each mapped or refused below
+READ_KEYS = (
+    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+    "intermediate_size", "hidden_act", "rms_norm_eps", "max_position_embeddings", "rope_theta",
+    "rope_scaling",          # computed by models/rotary.py; refused here when rotary.py cannot compute it
+    "qkv_bias",
+    # eager and SDPA attention mask every layer with the window when use_sliding_window is set; only the
+    # flash-attention path reads max_window_layers, so the reference (eager) numbers ignore it, as we do
+    "use_sliding_window", "sliding_window", "max_window_layers",
+    "num_experts", "num_experts_per_tok", "moe_intermediate_size", "shared_expert_intermediate_size",
+    "norm_topk_prob", "decoder_sparse_step", "mlp_only_layers",
+    "pad_token_id",          # the embedding's padding_idx: only its gradient changes; classifiers read the mask
+    "attn_implementation", "get_text_config",  # which kernel (ours equals eager) and a method, not settings
+)
+
+# Qwen2MoeConfig's defaults, for a config.json that leaves a key out (transformers reads the same values then)
+DEFAULTS = {"hidden_act": "silu", "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+            "tie_word_embeddings": False, "use_sliding_window": False, "sliding_window": 4096, "qkv_bias": True,
+            "decoder_sparse_step": 1, "moe_intermediate_size": 1408, "shared_expert_intermediate_size": 5632,
+            "num_experts_per_tok": 4, "num_experts": 60, "norm_topk_prob": False, "mlp_only_layers": []}
+
+
+def _check(hf: dict[str, Any]) -> None:
+    check_common(hf, "Qwen2-MoE", hf["num_experts"])
+    if hf["decoder_sparse_step"] < 1:  # transformers divides by it
+        raise refuse("Qwen2-MoE", "decoder_sparse_step", hf["decoder_sparse_step"], "it must be 1 or more")
+
+
+def _config(hf: dict[str, Any]) -> ModelConfig:
+    hf = {**DEFAULTS, **hf}
+    hf["mlp_only_layers"] = list(hf["mlp_only_layers"] or [])
+    _check(hf)
+    window = None
+    if hf["use_sliding_window"] and hf["sliding_window"] is not None:
+        window = ("sliding_attention",) * hf["num_hidden_layers"]
+    return decoder_config(hf, "qwen2_moe", qkv_bias=bool(hf["qkv_bias"]), window_layers=window,
+                          d_mlp=hf["intermediate_size"])
+
+
+def is_sparse(cfg: ModelConfig, layer: int) -> bool:
+    """Qwen2MoeDecoderLayer's rule for which layers route to experts."""
+    hf = cfg.hf_config
+    return (layer not in hf["mlp_only_layers"] and hf["num_experts"] > 0
+            and (layer + 1) % hf["decoder_sparse_step"] == 0)
+
+
+def _experts(cfg: ModelConfig) -> ExpertSettings:
+    hf = cfg.hf_config
+    return ExpertSettings(n_experts=hf["num_experts"], top_k=hf["num_experts_per_tok"],
+                          d_expert=hf["moe_intermediate_size"], renormalise=bool(hf["norm_topk_prob"]),
+                          d_shared=hf["shared_expert_intermediate_size"], activation=cfg.activation)
+
+
+def _mlp(cfg: ModelConfig, layer: int) -> nn.Module:
+    if is_sparse(cfg, layer):
+        return ExpertMLP(cfg.d_model, _experts(cfg), layer)
+    return MLP(cfg.d_model, cfg.d_mlp, cfg.activation, gated=True, bias=False)  # a dense layer: intermediate_size
+
+
+def _build(cfg: ModelConfig) -> TransformerModel:
+    return build_decoder(cfg, _mlp)
+
+
+def _pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
+    def mlp_pairs(layer: int, hf: str, ours: str) -> list[tuple[str, str]]:
+        hf, ours = f"{hf}mlp.", f"{ours}mlp."
+        if not is_sparse(cfg, layer):
+            return swiglu_pairs(hf, ours)
+        out = [(f"{hf}gate.weight", f"{ours}router.weight"),  # Qwen2-MoE's "gate" is the router
+               (f"{hf}shared_expert_gate.weight", f"{ours}shared_gate.weight")]
+        out += swiglu_pairs(f"{hf}shared_expert.", f"{ours}shared.")
+        for e in range(cfg.hf_config["num_experts"]):
+            out += swiglu_pairs(f"{hf}experts.{e}.", f"{ours}experts.{e}.")
+        return out
+    return body_pairs(cfg, mlp_pairs)
+
+
+def _from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
+    return rename(sd, _pairs(cfg))
+
+
+def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
+    return rename(sd, [(ours, hf) for hf, ours in _pairs(cfg)])
+
+
+register(Family(
+    name="qwen2_moe", model_types=("qwen2_moe",), config_from_hf=_config, build=_build,
+    state_dict_from_hf=_from_hf, state_dict_to_hf=_to_hf, hf_prefix=lambda cfg: "model.",
+    base_architecture=lambda cfg: "Qwen2MoeModel", default_task="causal-lm", heads=text_heads("Qwen2Moe"),
+))
