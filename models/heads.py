@@ -39,9 +39,9 @@ PIPELINE_TASKS: dict[str, tuple[str, ...]] = {
 class CausalLMHead(nn.Module):
     """Unembedding to the vocabulary at every position; usually tied to the token embedding."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, bias: bool = False) -> None:
         super().__init__()
-        self.decoder = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.decoder = nn.Linear(cfg.d_model, cfg.vocab_size, bias=bias)  # GPT-J and Phi carry a bias
         self.logits_scale = cfg.logits_scale    # Granite divides the logits by this
         self.softcap = cfg.final_softcap        # Gemma 2 soft-caps them
 
@@ -160,10 +160,11 @@ def linear_pairs(hf_name: str, ours: str) -> list[tuple[str, str]]:
     return [(f"{hf_name}.weight", f"{ours}.weight"), (f"{hf_name}.bias", f"{ours}.bias")]
 
 
-def causal_lm_head(architecture: str, hf_name: str = "lm_head.weight") -> HeadFormat:
-    """The unembedding of decoder LMs, tied to the token embedding unless the checkpoint has its own."""
-    return HeadFormat(architecture, lambda cfg, n: CausalLMHead(cfg), [(hf_name, "decoder.weight")],
-                      tied="decoder.weight")
+def causal_lm_head(architecture: str, hf_name: str = "lm_head.weight", bias: bool = False) -> HeadFormat:
+    """The unembedding of decoder LMs, tied to the token embedding unless the checkpoint has its own; with `bias`,
+    its own bias (`lm_head.bias`, never tied)."""
+    pairs = [(hf_name, "decoder.weight")] + ([(hf_name.replace(".weight", ".bias"), "decoder.bias")] if bias else [])
+    return HeadFormat(architecture, lambda cfg, n: CausalLMHead(cfg, bias), pairs, tied="decoder.weight")
 
 
 def token_classification_head(architecture: str, hf_name: str = "classifier") -> HeadFormat:
