@@ -1,53 +1,109 @@
-"""Llama-type decoders (Touvron et al. 2023): Llama, Mistral, Qwen2, SmolLM.
+"""Llama-type decoders (Touvron et al. 2023): Llama (1-3.x), Mistral, Qwen2, SmolLM.
 
 RMSNorm, rotary positions, a SwiGLU MLP and grouped-query attention: several query heads
 share one key/value head. Qwen2 adds biases to q, k and v; otherwise the checkpoints agree.
+Llama 3.x and long-context checkpoints scale their rotary angles (`rope_scaling`: linear,
+dynamic, yarn, llama3, longrope), computed in models/rotary.py.
+
+The helpers after the converters (`decoder_config`, `check_decoder`, `decoder_pairs`) are shared by the
+families built on the same decoder: Qwen3, OLMo 2, Granite and Phi-3.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from ..block import ACTIVATIONS
 from ..config import ModelConfig, pruned_heads_from_hf
 from ..embeddings import TokenEmbeddings
 from ..errors import UnsupportedArchitectureError
 from ..heads import (causal_lm_head, last_token_classification_head, question_answering_head,
                      token_classification_head)
+from ..rotary import check_rope_scaling, scaled_context_length
 from ..transformer import TransformerModel
-from .base import Family, StateDict, by_model_type, register, rename
+from .base import Family, StateDict, by_model_type, layer_pairs, register, rename
+
+# config keys transformers' modeling_{llama,mistral,qwen2}.py, configuration files and modeling_rope_utils.py read
+# that change the arithmetic: each is mapped in decoder_config or refused in check_decoder
+READ_KEYS = (
+    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "attention_bias", "mlp_bias",
+    "rope_theta", "rope_scaling",       # every type transformers defines, in models/rotary.py; others refused
+    "max_position_embeddings",          # the length dynamic, yarn and longrope scale from
+    "original_max_position_embeddings",  # longrope: the context its short factors cover (top level, as Phi-3)
+    "partial_rotary_factor",            # read by the rope utilities; Llama rotates whole heads, so refused below 1
+    "sliding_window", "use_sliding_window", "max_window_layers", "layer_types",  # Mistral, Qwen2
+    "pad_token_id",                     # the embedding's padding_idx: its gradient only; classifiers read the mask
+    "tie_word_embeddings",
+)
+REFUSED_KEYS = ("rope_scaling", "hidden_act", "partial_rotary_factor")
+# read by transformers, never a change to an inference forward's numbers
+IGNORED_KEYS = ("attention_dropout", "pretraining_tp", "initializer_range", "use_cache", "bos_token_id",
+                "eos_token_id")
+
+# (q/k/v bias, o bias, MLP bias) each model type's modeling code builds; None: the config's attention_bias/mlp_bias
+BIASES: dict[str, tuple[bool | None, bool | None, bool | None]] = {
+    "llama": (None, None, None),
+    "mistral": (False, False, False),   # MistralAttention: bias=False whatever the config says
+    "qwen2": (True, False, False),      # Qwen2Attention: q, k, v always biased, o never
+}
 
 
-def _config(hf: dict[str, Any]) -> ModelConfig:
+def refuse(family: str, key: str, value: Any, why: str) -> UnsupportedArchitectureError:
+    """The error for a config value the family does not implement, naming the key and the value."""
+    return UnsupportedArchitectureError(
+        f"{family} checkpoints with {key}={value!r} are not supported ({why}): the workbench would compute something "
+        "else than transformers, so it refuses the checkpoint rather than ignore the key.")
+
+
+def check_decoder(hf: dict[str, Any], family: str) -> None:
+    """Refusals shared by the Llama-type families: a rotary scaling models/rotary.py does not compute, an
+    activation the MLP lacks, a partial rotary factor the family's attention does not apply."""
+    try:
+        check_rope_scaling(hf.get("rope_scaling"), hf)
+    except UnsupportedArchitectureError as error:
+        raise refuse(family, "rope_scaling", hf.get("rope_scaling"), str(error)) from None
+    if hf.get("hidden_act", "silu") not in ACTIVATIONS:
+        raise refuse(family, "hidden_act", hf["hidden_act"], f"known activations: {', '.join(ACTIVATIONS)}")
+    factor = hf.get("partial_rotary_factor")
+    if factor is not None and float(factor) != 1.0:
+        raise refuse(family, "partial_rotary_factor", factor, "its attention rotates every dim of each head")
+
+
+def decoder_config(hf: dict[str, Any], family: str, biases: tuple[bool | None, bool | None, bool | None],
+                   **variants: Any) -> ModelConfig:
+    """The ModelConfig of a Llama-type decoder; `biases` as in BIASES, `variants` the family's switches."""
     n_heads = hf["num_attention_heads"]
-    if hf.get("rope_scaling"):
-        # scaled rotary variants (YaRN, linear, llama3) change the angle tables; not implemented yet
-        raise UnsupportedArchitectureError(
-            f"rope_scaling {hf['rope_scaling']!r} is not supported yet; only plain rotary embeddings are.")
-    qkv_bias = hf.get("attention_bias", hf.get("model_type") == "qwen2")
-    return ModelConfig(
-        family="llama", n_layers=hf["num_hidden_layers"], n_heads=n_heads,
+    qkv_bias, out_bias, mlp_bias = (hf.get(key, False) if b is None else b
+                                    for b, key in zip(biases, ("attention_bias", "attention_bias", "mlp_bias")))
+    scaling = hf.get("rope_scaling")
+    fields = dict(
+        family=family, n_layers=hf["num_hidden_layers"], n_heads=n_heads,
         n_kv_heads=hf.get("num_key_value_heads") or n_heads, d_model=hf["hidden_size"],
         d_head=hf.get("head_dim") or hf["hidden_size"] // n_heads, d_mlp=hf["intermediate_size"],
-        vocab_size=hf["vocab_size"], max_positions=hf.get("max_position_embeddings", 2048),
+        vocab_size=hf["vocab_size"], max_positions=scaled_context_length(hf),
         norm_eps=hf.get("rms_norm_eps", 1e-6), activation=hf.get("hidden_act", "silu"), causal=True,
         bos_token_id=hf.get("bos_token_id"), eos_token_id=hf.get("eos_token_id"), pad_token_id=hf.get("pad_token_id"),
         tie_word_embeddings=hf.get("tie_word_embeddings", False), rope_theta=hf.get("rope_theta", 10000.0),
-        attention_bias=bool(qkv_bias), output_bias=bool(hf.get("attention_bias", False)),
-        mlp_bias=bool(hf.get("mlp_bias", False)),
+        rope_scaling=dict(scaling) if scaling and scaling.get("rope_type", scaling.get("type")) != "default" else None,
+        attention_bias=bool(qkv_bias), output_bias=bool(out_bias), mlp_bias=bool(mlp_bias),
         pruned_heads=pruned_heads_from_hf(hf, "decoder"), hf_config=dict(hf),
-        **_sliding_window(hf),
     )
+    fields.update(variants)
+    return ModelConfig(**fields)
 
 
-def _sliding_window(hf: dict[str, Any]) -> dict[str, Any]:
-    """Mistral attends within `sliding_window` on every layer; Qwen2 on the layers its `layer_types` name
-    (from `max_window_layers` on) when `use_sliding_window` is set; Llama never."""
+def sliding_window(hf: dict[str, Any]) -> dict[str, Any]:
+    """Mistral and Phi-3 attend within `sliding_window` on every layer; Qwen2 and Qwen3 on the layers their
+    `layer_types` name (from `max_window_layers` on) when `use_sliding_window` is set; Llama never."""
+    model_type = hf.get("model_type")
     window = hf.get("sliding_window")
-    if hf.get("model_type") == "qwen2" and not hf.get("use_sliding_window"):
+    qwen = model_type in ("qwen2", "qwen3")
+    if qwen and not hf.get("use_sliding_window"):
         window = None
-    if hf.get("model_type") == "llama" or window is None:
+    if model_type not in ("mistral", "phi3") and not qwen or window is None:
         return {}
     n = hf["num_hidden_layers"]
-    if hf.get("model_type") == "qwen2":
+    if qwen:
         first = hf.get("max_window_layers", n)
         types = hf.get("layer_types") or ["sliding_attention" if i >= first else "full_attention" for i in range(n)]
     else:
@@ -55,37 +111,45 @@ def _sliding_window(hf: dict[str, Any]) -> dict[str, Any]:
     return {"sliding_window": int(window), "layer_types": tuple(types)}
 
 
+def _config(hf: dict[str, Any]) -> ModelConfig:
+    model_type = hf.get("model_type", "llama")
+    check_decoder(hf, model_type)
+    return decoder_config(hf, "llama", BIASES.get(model_type, BIASES["llama"]), **sliding_window(hf))
+
+
 def _build(cfg: ModelConfig) -> TransformerModel:
     return TransformerModel(cfg, TokenEmbeddings(cfg), norm_kind="rms", norm_first=True, gated_mlp=True,
                             uses_rotary=True, final_norm=True)
 
 
-def _pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
+# our module -> the checkpoint's, per layer
+ATTENTION = {f"attn.{p}_proj": f"self_attn.{p}_proj" for p in "qkvo"}
+MLP = {"mlp.gate": "mlp.gate_proj", "mlp.fc_in": "mlp.up_proj", "mlp.fc_out": "mlp.down_proj"}
+PRE_NORMS = {"ln1": "input_layernorm", "ln2": "post_attention_layernorm"}
+QK_NORMS = {"attn.q_norm": "self_attn.q_norm", "attn.k_norm": "self_attn.k_norm"}
+
+
+def decoder_pairs(cfg: ModelConfig, norms: dict[str, str] = PRE_NORMS, attention: dict[str, str] = ATTENTION,
+                  mlp: dict[str, str] = MLP) -> list[tuple[str, str]]:
+    """(HF name, ours) of every body parameter; `norms`, `attention` and `mlp` map our modules to the checkpoint's."""
     pairs = [("embed_tokens.weight", "embed.word.weight"), ("norm.weight", "final_norm.weight")]
+    norms = {**norms, **(QK_NORMS if cfg.qk_norm else {})}
     for i in range(cfg.n_layers):
         hf, ours = f"layers.{i}.", f"blocks.{i}."
-        pairs += [(f"{hf}self_attn.{p}_proj.weight", f"{ours}attn.{p}_proj.weight") for p in "qkvo"]
-        if cfg.attention_bias:
-            pairs += [(f"{hf}self_attn.{p}_proj.bias", f"{ours}attn.{p}_proj.bias") for p in "qkv"]
-        if cfg.output_bias:
-            pairs.append((f"{hf}self_attn.o_proj.bias", f"{ours}attn.o_proj.bias"))
-        pairs += [(f"{hf}mlp.gate_proj.weight", f"{ours}mlp.gate.weight"),
-                  (f"{hf}mlp.up_proj.weight", f"{ours}mlp.fc_in.weight"),
-                  (f"{hf}mlp.down_proj.weight", f"{ours}mlp.fc_out.weight"),
-                  (f"{hf}input_layernorm.weight", f"{ours}ln1.weight"),
-                  (f"{hf}post_attention_layernorm.weight", f"{ours}ln2.weight")]
+        pairs += layer_pairs(hf, ours, {**attention, **mlp, **norms}, ("weight",))
+        biased = {k: v for k, v in attention.items() if (cfg.output_bias if k.endswith("o_proj") else cfg.attention_bias)}
+        pairs += layer_pairs(hf, ours, biased, ("bias",))
         if cfg.mlp_bias:
-            pairs += [(f"{hf}mlp.{a}_proj.bias", f"{ours}mlp.{b}.bias")
-                      for a, b in (("gate", "gate"), ("up", "fc_in"), ("down", "fc_out"))]
+            pairs += layer_pairs(hf, ours, mlp, ("bias",))
     return pairs
 
 
 def _from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    return rename(sd, _pairs(cfg))
+    return rename(sd, decoder_pairs(cfg))
 
 
 def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    return rename(sd, [(ours, hf) for hf, ours in _pairs(cfg)])
+    return rename(sd, [(ours, hf) for hf, ours in decoder_pairs(cfg)])
 
 
 register(Family(
