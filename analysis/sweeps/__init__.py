@@ -11,6 +11,7 @@ stores its finished shards so an interruption resumes, and returns aggregates on
 
 The `workbench sweep ...` command line and the app's Datasets page call these same functions.
 """
+from . import _worker_paths  # noqa: F401  (first: a Ray worker imports our packages, not its cwd's)
 from .attribution import AttributionSweep
 from .data import ColumnMap, Dataset, Shard, read_dataset, read_uploaded, slice_values
 from .evaluate import EvaluateSweep, agreement_matrix, classification_metrics, normalize_answer, word_errors

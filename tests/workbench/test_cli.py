@@ -64,3 +64,19 @@ def test_bad_input_is_one_line_and_exit_code_2(sweep_models, small_sentiment, tm
     assert done.returncode == 2 and "--address is for the ray executor" in done.stderr
     with pytest.raises(SystemExit):
         main(["sweep", "nonsense"])
+
+
+def test_ray_from_the_command_line_in_a_folder_with_a_models_folder(sweep_models, small_sentiment, tmp_path):
+    """The CLI starts a local Ray (1 worker) and stops it; Ray puts the working directory first on its workers'
+    sys.path, and a `models/` folder there (checkpoints, say) must not hide this project's package."""
+    (tmp_path / "models").mkdir()
+    local, distributed = tmp_path / "local.parquet", tmp_path / "ray.parquet"
+    args = ["sweep", "evaluate", "--models", sweep_models["classifier"], "--data", str(small_sentiment),
+            "--slice-by", "label", "--shard-size", "16", "--quiet"]
+    assert main([*args, "--out", str(local)]) == 0
+    done = subprocess.run([sys.executable, "-m", "workbench", *args, "--executor", "ray", "--workers", "1",
+                           "--out", str(distributed)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "executor ray" in done.stdout
+    for section, frame in read_result(local).sections.items():
+        pd.testing.assert_frame_equal(frame, read_result(distributed)[section], check_exact=True)
