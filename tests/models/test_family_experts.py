@@ -235,3 +235,23 @@ def test_expert_layers_are_expert_modules(qwen):
     _, model = qwen
     layers = expert_layers(model.network)
     assert set(layers) == {0, 2} and all(isinstance(m, ExpertMLP) and m.layer == i for i, m in layers.items())
+
+
+# ---------------------------------------------------------------- the analyses on expert models
+
+def test_importance_lens_and_attribution_run_through_the_experts(qwen):
+    from analysis.attribution.text import attribute_text
+    from analysis.head_importance import compute_head_importance
+    from analysis.lens import logit_lens
+    from analysis.metrics import make_eval_set
+
+    _, model = qwen
+    importance = compute_head_importance(model, make_eval_set(model, BATCH, None, batch_size=2), method="gradient")
+    assert importance.scores.shape == (3, 6) and torch.isfinite(importance.scores).all()
+    assert (importance.scores.sum(-1) > 0).all()  # every layer's heads matter to the loss, through the experts
+    trace = model.run(TEXT)
+    lens = logit_lens(model, trace, top_k=1)
+    assert torch.equal(lens.top_ids[-1, :, 0], trace.logits[0].argmax(-1))
+    ig = attribute_text(model, TEXT, methods=["integrated_gradients"]).results["integrated_gradients"]
+    # routing is piecewise (a token switching between two tied experts jumps a little): complete within tolerance
+    assert ig.converged and abs(ig.convergence_delta) <= 0.05 * abs(ig.output_difference) + 1e-5
