@@ -184,11 +184,12 @@ class BridgeNetwork(nn.Module):
     is_encoder_decoder = False
     head = None  # no task head of ours: analysis that reads one says it is missing
 
-    def __init__(self, hf: nn.Module, layout: BridgeLayout, stack: str) -> None:
+    def __init__(self, hf: nn.Module, layout: BridgeLayout, stack: str, model_type: str) -> None:
         super().__init__()
         self.hf = hf
         self.layout = layout
         self.stack = stack
+        self.model_type = model_type
         self.blocks = nn.ModuleList(_BridgeBlock() for _ in layout.attention_paths)
         layers = hf.get_submodule(layout.layers_path)
         for index, layer in enumerate(layers):
@@ -200,6 +201,20 @@ class BridgeNetwork(nn.Module):
 
     def forward(self, **inputs: Any):
         return self.hf(**inputs)
+
+    # our networks' parts that analysis reads directly; transformers' own are not these
+    @property
+    def embed(self) -> nn.Module:
+        raise NeedsNativeFamilyError(
+            f"Reading the token embedding (attribution, vocabulary analysis) needs a native family: this "
+            f"{self.model_type!r} model is opened through the bridge over transformers. Native families: "
+            f"{native_families()}.")
+
+    @property
+    def final_norm(self) -> nn.Module:
+        raise NeedsNativeFamilyError(
+            f"The final norm (the logit lens) needs a native family: this {self.model_type!r} model is opened through "
+            f"the bridge over transformers. Native families: {native_families()}.")
 
     # torch hooks: each returns None (changes nothing) unless a hook or mask is active in this context
     def _block_pre(self, index: int, module: nn.Module, args: tuple, kwargs: dict):
@@ -245,9 +260,9 @@ class BridgeNetwork(nn.Module):
 @dataclass
 class BridgeOutput:
     """What `BridgedModel.forward` returns: transformers' outputs under our names."""
-    hidden_states: tuple[torch.Tensor, ...]   # n_layers + 1 of (B, T, d); empty without capture
-    attentions: tuple[torch.Tensor, ...]      # n_layers of (B, H, T, T); masked heads scaled, as transformers 4.x
-    resid_final: torch.Tensor | None          # (B, T, d) the last block's output, before any final norm
+    hidden_states: tuple[torch.Tensor, ...]   # n_layers + 1 of (B, T, d); the last after the final norm
+    attentions: tuple[torch.Tensor, ...]      # n_layers of (B, H, T, T); masked heads scaled, as transformers 4.x; () without capture
+    resid_final: torch.Tensor                 # (B, T, d) the last block's output, before any final norm
     logits: torch.Tensor | None               # (B, T, vocab) of a causal LM; None for a bare body
     last_hidden_state: torch.Tensor | None = None
 
@@ -329,8 +344,8 @@ class BridgedModel(WorkbenchModel):
     # ------------------------------------------------------------------ running
     def forward(self, head_scales: dict | None = None, capture: bool | str = True, **inputs: Any) -> BridgeOutput:
         """transformers' forward with this context's head masks (and `head_scales`, keyed like native models'
-        scales) at the output projections; gradients flow. `capture` (True, or "deferred", which the bridge
-        computes at once) asks for every hidden state and attention pattern."""
+        scales) at the output projections; gradients flow. Hidden states always; `capture` (True, or "deferred",
+        which the bridge computes at once) asks for the attention patterns too."""
         for ours in ("cache", "read_positions", "start_layer", "stop_layer"):
             if inputs.get(ours) is not None:
                 raise self._needs_native(f"forward({ours}=...)")
@@ -345,9 +360,9 @@ class BridgedModel(WorkbenchModel):
         with contextlib.ExitStack() as stack:
             if given:
                 stack.enter_context(masks_active(self.network, given))
-            if capture:
-                stack.enter_context(attach_hooks(self.hook_points, {last: lambda x, name: grabbed.update(x=x)}))
-            out = self.network(**inputs, output_attentions=capture, output_hidden_states=capture, use_cache=False,
+            stack.enter_context(attach_hooks(self.hook_points, {last: lambda x, name: grabbed.update(x=x)}))
+            # hidden states always, as on native models (they are the forward's own tensors); patterns on capture
+            out = self.network(**inputs, output_attentions=capture, output_hidden_states=True, use_cache=False,
                                return_dict=True)
             scales = with_active_masks(self.network, None)
         attentions: tuple[torch.Tensor, ...] = ()
@@ -360,8 +375,8 @@ class BridgedModel(WorkbenchModel):
             if scales:  # report masked heads as transformers 4.x `head_mask` does: the pattern scaled too
                 attentions = tuple(self._scaled(layer, pattern, scales) for layer, pattern in enumerate(attentions))
         return BridgeOutput(
-            hidden_states=tuple(out.hidden_states) if capture else (), attentions=attentions,
-            resid_final=grabbed.get("x"), logits=getattr(out, "logits", None),
+            hidden_states=tuple(out.hidden_states), attentions=attentions,
+            resid_final=grabbed["x"], logits=getattr(out, "logits", None),
             last_hidden_state=getattr(out, "last_hidden_state", None))
 
     def _scaled(self, layer: int, pattern: torch.Tensor, scales: dict) -> torch.Tensor:
@@ -381,6 +396,9 @@ class BridgedModel(WorkbenchModel):
     # ------------------------------------------------------------------ what needs a native family
     def prune_heads(self, heads: HeadSpec) -> WorkbenchModel:
         raise self._needs_native("Pruning heads (removing their parameters)")
+
+    def mask_experts(self, experts: dict[int, Sequence[int]]):
+        raise self._needs_native("Masking experts")
 
     def derive(self, network, config: ModelConfig, **fields: Any) -> WorkbenchModel:
         raise self._needs_native("A model derived from this one")
@@ -500,7 +518,7 @@ def _bridge(folder: Path, hf: dict[str, Any], model_type: str, name: str, task: 
         tokenizer = TextTokenizer.from_folder(folder)
     except ModelNotFoundError:
         tokenizer = None
-    model = BridgedModel(BridgeNetwork(network, layout, cfg.main_stack), cfg, model_type, tokenizer=tokenizer,
+    model = BridgedModel(BridgeNetwork(network, layout, cfg.main_stack, model_type), cfg, model_type, tokenizer=tokenizer,
                          name=name, task="causal-lm" if causal else None, source=str(folder))
     _probe(model)
     return model

@@ -30,9 +30,10 @@ Labels = Sequence[str] | Mapping[int, str]
 
 
 def available_heads(family: str) -> list[str]:
-    """The tasks a family has a head for, in a stable order."""
+    """The tasks a family has a head for, in a stable order; none for an architecture with no native family
+    (a bridged model, models/bridge.py)."""
     order = ["masked-lm", "causal-lm", "sequence-classification", "token-classification", "question-answering"]
-    have = set(FAMILIES[family].heads)
+    have = set(FAMILIES[family].heads) if family in FAMILIES else set()
     return [t for t in order if t in have] + sorted(have - set(order))
 
 

@@ -35,3 +35,17 @@ def test_sidebar_shows_native_for_a_native_model(tiny_models):
     assert not at.exception and not at.error
     assert any(c.startswith("native") for c in sidebar_captions(at))
     assert not any(c.startswith("bridge") for c in sidebar_captions(at))
+
+
+# the pages that open on the sidebar's model (Compare picks its own)
+MODEL_PAGES = ("attention.py", "hidden_states.py", "heads.py", "vocabulary.py", "task_heads.py", "attribution.py",
+               "interventions.py")
+
+
+def test_every_model_page_opens_on_a_bridged_model(tiny_models, bloom_folder):
+    for page in MODEL_PAGES:
+        at = open_page(page, query={"model": str(bloom_folder), "text": "the cat sat on the mat"})
+        assert not at.exception, page
+        # what a page cannot do on a bridged model it says, naming the native families
+        assert all("needs a native family" in e.value for e in at.error), (page, [e.value for e in at.error])
+        assert any(c.startswith("bridge") for c in sidebar_captions(at)), page

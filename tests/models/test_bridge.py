@@ -20,6 +20,7 @@ transformers = pytest.importorskip("transformers")
 
 from analysis.head_importance import compute_gradient_importance  # noqa: E402
 from analysis.metrics import IGNORE, make_eval_set  # noqa: E402
+from analysis.vocabulary import nearest_neighbours  # noqa: E402
 from models import UnsupportedArchitectureError, load_model  # noqa: E402
 from models.bridge import BridgedModel, NeedsNativeFamilyError  # noqa: E402
 from models.families import FAMILIES  # noqa: E402
@@ -125,6 +126,10 @@ def test_hidden_states_and_attentions_equal_transformers(checkpoints, kind):
     assert batch.resid_final.shape == batch.hidden_states[-1].shape
     deferred = model.run(BATCH, capture="deferred")  # computed at once on the bridge: the same numbers
     for a, b in zip(deferred.attentions, batch.attentions):
+        assert torch.equal(a, b)
+    fast = model.run(BATCH, capture=False)  # no patterns; hidden states still, as on native models
+    assert fast.attentions == ()
+    for a, b in zip(fast.hidden_states, batch.hidden_states):
         assert torch.equal(a, b)
 
 
@@ -294,8 +299,10 @@ def test_what_needs_a_native_family_says_so(bloom, tmp_path):
         "add_tokens": lambda: model.add_tokens(["zebra"]),
         "with_head": lambda: model.with_head("sequence-classification", labels=["a", "b"]),
         "derive": lambda: model.derive(model.network, model.config),
+        "mask_experts": lambda: model.mask_experts({0: [1]}),
         "read_positions": lambda: model.forward(input_ids=torch.tensor([[1, 2]]), read_positions=torch.tensor([1])),
         "family_record": lambda: model.family_record,
+        "nearest_neighbours": lambda: nearest_neighbours(model, [1, 2]),  # reads our token embedding
     }
     for what, attempt in attempts.items():
         with pytest.raises(NeedsNativeFamilyError) as error:
