@@ -39,6 +39,13 @@ READ_KEYS = (
     # read in modeling_gemma3.py by the image-text model only (model_type "gemma3", not served here)
     "text_config", "vision_config", "mm_tokens_per_image", "image_token_id", "get_text_config",
 )
+IGNORED_KEYS = (
+    "attention_dropout",  # training only
+    "_sliding_window_pattern",  # transformers' private copy of sliding_window_pattern, read as that key
+    "boi_token_index", "eoi_token_index", "image_token_index",  # the image-text Gemma3Config's, not served here
+)
+REFUSED_KEYS = ("hidden_act", "hidden_activation", "rope_scaling", "partial_rotary_factor",
+                "use_bidirectional_attention", "layer_types", "sliding_window")
 
 # transformers' config class defaults: a key missing from config.json means these, not Llama's
 _COMMON = dict(num_hidden_layers=26, num_attention_heads=8, num_key_value_heads=4, head_dim=256,
@@ -105,9 +112,9 @@ def _config(source: dict[str, Any]) -> ModelConfig:
     model_type = source.get("model_type", "gemma")
     hf = {**DEFAULTS[model_type], **source, "model_type": model_type}  # explicit nulls stay None, as in transformers
     check_supported(hf)
-    later = model_type != "gemma"  # Gemma 2 and 3
+    first = model_type == "gemma"  # Gemma 2 and 3 share what Gemma lacks
     variants: dict[str, Any] = {}
-    if later:
+    if not first:
         types = _layer_types(hf)
         variants.update(attention_scale=hf["query_pre_attn_scalar"] ** -0.5, layer_types=types,
                         sliding_window=int(hf["sliding_window"]) if "sliding_attention" in types else None,
@@ -120,9 +127,10 @@ def _config(source: dict[str, Any]) -> ModelConfig:
     bias = bool(hf["attention_bias"])  # on q, k, v and the output projection alike
     return ModelConfig(
         family=FAMILY_OF[model_type], n_layers=hf["num_hidden_layers"], n_heads=hf["num_attention_heads"],
-        n_kv_heads=hf["num_key_value_heads"], d_model=hf["hidden_size"], d_head=hf["head_dim"],
+        n_kv_heads=hf["num_key_value_heads"], d_model=hf["hidden_size"],
+        d_head=hf["head_dim"] or hf["hidden_size"] // hf["num_attention_heads"],
         d_mlp=hf["intermediate_size"], vocab_size=hf["vocab_size"], max_positions=hf["max_position_embeddings"],
-        norm_eps=hf["rms_norm_eps"], activation=hf["hidden_act" if not later else "hidden_activation"], causal=True,
+        norm_eps=hf["rms_norm_eps"], activation=hf["hidden_act" if first else "hidden_activation"], causal=True,
         bos_token_id=hf["bos_token_id"], eos_token_id=hf["eos_token_id"], pad_token_id=hf["pad_token_id"],
         tie_word_embeddings=bool(hf["tie_word_embeddings"]), rope_theta=float(hf["rope_theta"]),
         attention_bias=bias, output_bias=bias, mlp_bias=False,

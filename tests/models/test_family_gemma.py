@@ -2,16 +2,13 @@
 switch on, the classifier heads, and each refused config value named in its error."""
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
 import transformers as tf
 
 from models import load_model
-from models.errors import UnsupportedArchitectureError
-from models.families import FAMILIES
-from models.families.gemma import READ_KEYS
+from models.families import FAMILIES, gemma
+from tests.models.config_keys import assert_every_key_handled, assert_refused
 from tests.models.decoder_parity import BATCH, check_decoder_family, make_decoder_checkpoint
 
 # odd shapes: head_dim 10 is neither hidden / heads (6) nor a power of two; 3 kv heads serve 6 query heads
@@ -22,7 +19,9 @@ CLASSES = {"gemma": (tf.GemmaConfig, tf.GemmaForCausalLM), "gemma2": (tf.Gemma2C
 
 CASES = {
     "gemma": dict(),
-    "gemma-mha-bias-erf": dict(num_key_value_heads=6, attention_bias=True, hidden_act="gelu"),  # exact-erf GELU
+    # exact-erf GELU, and an unembedding of its own
+    "gemma-mha-bias-erf-untied": dict(num_key_value_heads=6, attention_bias=True, hidden_act="gelu",
+                                      tie_word_embeddings=False),
     # the default soft-caps (50 on scores, 30 on logits) barely bite on tiny models: small caps do
     "gemma2": dict(sliding_window=3, attn_logit_softcapping=2.0, final_logit_softcapping=1.5, query_pre_attn_scalar=7),
     "gemma2-no-caps": dict(sliding_window=4, attn_logit_softcapping=None, final_logit_softcapping=None),
@@ -130,11 +129,15 @@ def test_a_refused_value_names_its_key(model_type, key, value):
     hf = CLASSES[model_type][0](**TINY).to_dict()
     hf[key] = value
     family = {"gemma": "gemma", "gemma2": "gemma2", "gemma3_text": "gemma3"}[model_type]
-    with pytest.raises(UnsupportedArchitectureError, match=re.escape(f"{key}={value!r}")):
-        FAMILIES[family].config_from_hf(hf)
+    assert_refused(FAMILIES[family].config_from_hf, hf, key)
 
 
-def test_refused_keys_are_read_keys_and_plain_rotary_is_accepted():
-    assert {key for _, key, _ in REFUSED} <= set(READ_KEYS)
+@pytest.mark.parametrize("folder", ["gemma", "gemma2", "gemma3"])
+def test_every_key_transformers_reads_is_handled_or_refused(folder):
+    assert_every_key_handled(folder, gemma)
+    assert {key for _, key, _ in REFUSED} == set(gemma.REFUSED_KEYS)
+
+
+def test_plain_rotary_spelled_out_is_accepted():
     hf = tf.Gemma3TextConfig(**TINY, rope_scaling={"rope_type": "default"}).to_dict()
     assert FAMILIES["gemma3"].config_from_hf(hf).rope_scaling is None
