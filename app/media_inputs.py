@@ -7,6 +7,8 @@ from typing import Any
 
 import streamlit as st
 
+from .state import keep
+
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT / "sample_data" / "images"
 SPEECH = ROOT / "sample_data" / "speech"
@@ -23,7 +25,7 @@ def sample_clips() -> list[str]:
 
 def image_input(key: str) -> tuple[Any, str] | None:
     """(an image source for load_image, a label) or None until something is chosen."""
-    choice = st.selectbox("Image", sample_images() + [UPLOAD], key=f"{key}_image_choice")
+    choice = st.selectbox("Image", sample_images() + [UPLOAD], **keep(f"{key}_image_choice"))
     if choice == UPLOAD:
         uploaded = st.file_uploader("Any image Pillow opens (PNG, JPEG, GIF, BMP, TIFF, WebP)", key=f"{key}_image_file")
         return (uploaded.getvalue(), uploaded.name) if uploaded is not None else None
@@ -32,7 +34,7 @@ def image_input(key: str) -> tuple[Any, str] | None:
 
 def audio_input(key: str) -> tuple[Any, str] | None:
     """(an audio source for load_audio, a label) or None until something is chosen."""
-    choice = st.selectbox("Audio", sample_clips() + [UPLOAD], key=f"{key}_audio_choice")
+    choice = st.selectbox("Audio", sample_clips() + [UPLOAD], **keep(f"{key}_audio_choice"))
     if choice == UPLOAD:
         uploaded = st.file_uploader("WAV, FLAC, OGG or MP3", key=f"{key}_audio_file")
         return (uploaded.getvalue(), uploaded.name) if uploaded is not None else None

@@ -14,10 +14,12 @@ import streamlit as st
 from models.embedded import DESCRIPTIONS, embedded_names, embedded_names_for
 
 from .model_cache import session_models
+from .state import keep
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL, HUB = "Local folder…", "Hugging Face hub id…"
 _FROM_LINK = "_sidebar_read_link"
+LAST_TEXT = "_last_typed_text"  # the free text typed last on any page: where a page's own text box starts
 
 
 def model_choices() -> list[str]:
@@ -53,10 +55,10 @@ def render_sidebar() -> None:
     choice = st.sidebar.selectbox("Model", choices, key="model_choice",
                                   format_func=lambda n: f"{n} — {DESCRIPTIONS[n]}" if n in DESCRIPTIONS else n)
     if choice == LOCAL:
-        st.sidebar.text_input("Folder with config.json and weights", key="model_folder",
-                              placeholder="/path/to/model")
+        st.sidebar.text_input("Folder with config.json and weights", placeholder="/path/to/model",
+                              **keep("model_folder"))
     elif choice == HUB:
-        st.sidebar.text_input("Hub id", key="model_hub_id", placeholder="prajjwal1/bert-tiny")
+        st.sidebar.text_input("Hub id", placeholder="prajjwal1/bert-tiny", **keep("model_hub_id"))
         st.sidebar.caption("Needs the network the first time, or a copy in the local Hugging Face cache.")
 
 
@@ -101,19 +103,22 @@ def text_input(key: str = "text", allow_pairs: bool = True) -> str | tuple[str, 
     modes = ["Free text", "Example"] + (["Sentence pair"] if allow_pairs else [])
     if st.session_state.get(f"{key}_mode") not in modes:  # e.g. pairs chosen, then a causal LM picked
         st.session_state.pop(f"{key}_mode", None)
-    mode = st.radio("Input", modes, horizontal=True, key=f"{key}_mode")
+    mode = st.radio("Input", modes, horizontal=True, **keep(f"{key}_mode"))
     if mode == "Example":
-        return st.selectbox("Example sentence", example_sentences(), key=f"{key}_example")
+        return st.selectbox("Example sentence", example_sentences(), **keep(f"{key}_example"))
     if mode == "Sentence pair":
         pairs = example_pairs()
-        st.selectbox("Example pair", pairs, key=f"{key}_pair_example", format_func=lambda p: f"{p[0]} / {p[1]}",
-                     on_change=_fill_pair, args=(key,))
+        st.selectbox("Example pair", pairs, format_func=lambda p: f"{p[0]} / {p[1]}", on_change=_fill_pair,
+                     args=(key,), **keep(f"{key}_pair_example"))
         # defaults through session state, not the widgets: the callback above also writes these keys
         st.session_state.setdefault(f"{key}_first", pairs[0][0])
         st.session_state.setdefault(f"{key}_second", pairs[0][1])
         left, right = st.columns(2)
-        first = left.text_input("First sentence", key=f"{key}_first")
-        second = right.text_input("Second sentence", key=f"{key}_second")
+        first = left.text_input("First sentence", **keep(f"{key}_first"))
+        second = right.text_input("Second sentence", **keep(f"{key}_second"))
         return (first, second)
-    default = st.session_state.get("_link_text") or example_sentences()[0]
-    return st.text_area("Text", default, key=f"{key}_free", height=80)
+    # a page's box starts with the text typed last on another page, else the link's text, else an example
+    default = st.session_state.get(LAST_TEXT) or st.session_state.get("_link_text") or example_sentences()[0]
+    text = st.text_area("Text", default, height=80, **keep(f"{key}_free"))
+    st.session_state[LAST_TEXT] = text
+    return text

@@ -1,8 +1,15 @@
-"""Per-session memory for the pages: results kept between reruns, widget values kept valid.
+"""Per-session memory for the pages: results kept between reruns, widget values kept valid and kept across pages.
 
 Streamlit reruns a page top to bottom on every click. A trace of SmolLM2 at 512 tokens takes
 seconds and holds ~280 MB of attention, so each session keeps only its last few results, in
 its own `st.session_state` (never shared: another session's text must not show up here).
+
+Streamlit forgets a widget's value as soon as a run does not draw it: after a visit to another
+page, typed text, the view and the head were back at their defaults. Widgets that hold a page's
+view take their key from ``keep(key)``, which keeps the value for the whole session (Streamlit's
+``persist_state="session"``) and tells the browser the value again when the widget comes back.
+``keep`` is the one place that decides how a view survives; state in the URL can be added there
+(``bind="query-params"`` for the keys a link should carry).
 """
 from __future__ import annotations
 
@@ -14,6 +21,15 @@ import streamlit as st
 
 T = TypeVar("T")
 _MISSING = object()
+
+
+def keep(key: str) -> dict[str, Any]:
+    """Keyword arguments for a widget whose value is part of the page's view: ``st.radio(..., **keep("x_view"))``.
+
+    The value survives page changes and model switches for the whole session. Widgets set up this way
+    are given their defaults through ``keep_valid``/``clamp`` or their own ``value``/``index``, as before.
+    """
+    return {"key": key, "persist_state": "session"}
 
 
 def _memo_store(namespace: str) -> OrderedDict:
@@ -83,4 +99,4 @@ def int_slider(container, label: str, low: int, high: int, key: str, default: in
         container.caption(f"{label}: {low} (the only one)")
         return low
     clamp(key, low, high, default)
-    return container.slider(label, low, high, key=key)
+    return container.slider(label, low, high, **keep(key))

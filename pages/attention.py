@@ -22,7 +22,7 @@ from app.sidebar import text_input
 from app.sparse_view import sparse_head_view_html
 from app.summaries import heatmap_summary
 from app.token_display import display_tokens
-from app.state import int_slider, keep_valid, keep_valid_many, session_memo
+from app.state import int_slider, keep, keep_valid, keep_valid_many, session_memo
 from app.view_plan import HEAD_VIEW, MODEL_VIEW, VIEWS, plan_view
 from models.errors import WorkbenchError
 
@@ -90,7 +90,7 @@ col_layer, col_head = st.columns(2)
 layer = int_slider(col_layer, "Layer", 0, model.n_layers - 1, key="attention_layer", default=0)
 head_options = [MEAN_LABEL] + trace.head_ids[layer]
 keep_valid("attention_head", head_options, default=MEAN_LABEL)
-head = col_head.selectbox("Head", head_options, key="attention_head")
+head = col_head.selectbox("Head", head_options, **keep("attention_head"))
 head_arg = MEAN_OF_LAYER if head == MEAN_LABEL else head
 title = f"Layer {layer}, {'mean of heads' if head == MEAN_LABEL else f'head {head}'}"
 
@@ -99,8 +99,8 @@ tab_view, tab_heatmap, tab_stats, tab_rollout, tab_code = st.tabs(
 
 with tab_view, shown_errors("drawing the attention view"):
     left, right = st.columns([3, 1])
-    requested = left.radio("View", VIEWS, horizontal=True, key="attention_view")
-    top_k = right.slider("Top-k keys per query (sparse view)", 1, 16, 5, key="attention_top_k")
+    requested = left.radio("View", VIEWS, horizontal=True, **keep("attention_view"))
+    top_k = right.slider("Top-k keys per query (sparse view)", 1, 16, 5, **keep("attention_top_k"))
     plan = plan_view(requested, n, heads_per_layer, layer, top_k)
     st.caption(plan.reason)
     selected = None if head == MEAN_LABEL else [head]
@@ -146,7 +146,7 @@ with tab_heatmap, shown_errors("drawing the heatmap"):
 with tab_stats, shown_errors("computing per-head statistics"):
     stats = session_memo("attention_stats", trace_key, lambda: head_statistics(
         trace, special_tokens_of(model), causal=model.config.causal))
-    column = st.selectbox("Statistic", STAT_COLUMNS, key="attention_stat")
+    column = st.selectbox("Statistic", STAT_COLUMNS, **keep("attention_stat"))
     st.plotly_chart(head_stat_grid(stats, column, model.n_heads), key="attention_stat_grid")
     best = stats.loc[stats[column].idxmax()]
     st.caption(f"Highest {column}: L{int(best['layer'])}.H{int(best['head'])} ({best[column]:.3f}). "
@@ -159,7 +159,7 @@ with tab_stats, shown_errors("computing per-head statistics"):
 with tab_rollout, shown_errors("computing attention rollout"):
     st.caption("Attention rollout (Abnar & Zuidema 2020): each layer's head-mean attention mixed with the identity "
                "for the residual connection, multiplied from the first layer up to the selected one.")
-    residual = st.slider("Residual share", 0.0, 1.0, 0.5, 0.05, key="attention_rollout_residual")
+    residual = st.slider("Residual share", 0.0, 1.0, 0.5, 0.05, **keep("attention_rollout_residual"))
     rollouts = session_memo("attention_rollout", (trace_key, residual),
                             lambda: rollout_per_layer(example_attentions(trace), residual_weight=residual))
     rollout = rollouts[layer].numpy()  # (n, n)
@@ -167,7 +167,7 @@ with tab_rollout, shown_errors("computing attention rollout"):
     st.plotly_chart(roll_fig, key="attention_rollout_heatmap")
     query_default = n - 1 if model.config.causal else 0  # what a causal LM predicts from / BERT's [CLS]
     keep_valid("attention_rollout_query", range(n), default=query_default)
-    query = st.selectbox("Position", list(range(n)), key="attention_rollout_query",
+    query = st.selectbox("Position", list(range(n)), **keep("attention_rollout_query"),
                          format_func=lambda i: f"{i}: {tokens[i]}")
     st.plotly_chart(token_bar(rollout[query], tokens, title=f"How much each input token reaches {query}:{tokens[query]}"),
                     key="attention_rollout_bar")

@@ -23,7 +23,7 @@ from app.page_setup import selected_model_or_stop
 from app.model_cache import model_recipe
 from app.reproduce import attribution_code
 from app.sidebar import text_input
-from app.state import keep_valid, keep_valid_many, memo_lookup, session_memo
+from app.state import keep, keep_valid, keep_valid_many, memo_lookup, session_memo
 from app.token_display import display_tokens
 
 RESULTS = "attribution_results"
@@ -51,7 +51,7 @@ def target_widget(model, modality: str):
     """The class, or for language models the token, to explain; None means the model's own prediction."""
     if modality == "text" and model.task in ("causal-lm", "masked-lm"):
         where = "next token" if model.task == "causal-lm" else "token at [MASK]"
-        typed = st.text_input(f"Target {where} (empty: the predicted one)", key="attribution_target_token",
+        typed = st.text_input(f"Target {where} (empty: the predicted one)", **keep("attribution_target_token"),
                               help="A token as the tokenizer writes it (e.g. 'Ġmat' for GPT-2-style BPE), or a token id.")
         typed = typed.strip()
         if not typed:
@@ -59,14 +59,14 @@ def target_widget(model, modality: str):
         return int(typed) if typed.lstrip("-").isdigit() else typed
     if modality == "audio" and model.is_encoder_decoder:  # Whisper: outputs are the transcript's tokens
         chosen = st.number_input("Target: 0 = the whole transcript, j = its j-th token", min_value=0, max_value=448,
-                                 value=0, step=1, key="attribution_target_output",
+                                 value=0, step=1, **keep("attribution_target_output"),
                                  help="Log-probabilities of the model's own transcript: their sum, or one token's.")
         return int(chosen)
     labels = model.labels or {}
     n_classes = len(labels) or getattr(getattr(model.network.head, "classifier", None), "out_features", 2)
     options = [PREDICTED] + list(range(n_classes))
     keep_valid("attribution_target", options, default=PREDICTED)
-    chosen = st.selectbox("Target class", options, key="attribution_target",
+    chosen = st.selectbox("Target class", options, **keep("attribution_target"),
                           format_func=lambda c: "the predicted class" if c == PREDICTED else f"{c}: {labels.get(c, f'class {c}')}")
     return None if chosen == PREDICTED else int(chosen)
 
@@ -78,7 +78,7 @@ def method_widgets(modality: str, patch: int = 1) -> tuple[list[str], dict[str, 
         st.session_state["attribution_methods_for"] = modality
         st.session_state["attribution_methods"] = [k for k in defaults if k in options]
     keep_valid_many("attribution_methods", options)
-    methods = st.multiselect("Methods", options, key="attribution_methods", format_func=lambda k: METHODS[k].label)
+    methods = st.multiselect("Methods", options, **keep("attribution_methods"), format_func=lambda k: METHODS[k].label)
     params: dict[str, dict] = {}
     with st.expander("Method settings"):
         for key in methods:
@@ -218,7 +218,7 @@ with tab_agreement, shown_errors("comparing methods"):
     if len(report.results) < 2:
         st.info("Choose two methods or more to compare them.")
     else:
-        mode = st.radio("Rank", ["by magnitude |score|", "by signed score"], horizontal=True, key="attribution_rank_mode",
+        mode = st.radio("Rank", ["by magnitude |score|", "by signed score"], horizontal=True, **keep("attribution_rank_mode"),
                         help="Magnitude asks whether methods agree on which units matter; saliency and rollout have no sign.")
         corr = rank_correlation(report, magnitude=mode.startswith("by magnitude"))
         st.plotly_chart(correlation_heatmap(corr, "Spearman rank correlation between methods"),

@@ -10,6 +10,7 @@ from app.media_inputs import audio_input, image_input, source_key
 from app.modal_plots import agreement_figure, attention_profile_figure, latency_figure
 from app.model_cache import get_model
 from app.model_kinds import pipeline_pairs, pipeline_tasks_for
+from app.state import keep
 from app.sidebar import example_sentences
 from models.errors import WorkbenchError
 from models.pipelines import pipeline
@@ -20,14 +21,14 @@ st.header("Compare")
 st.caption("Run several models or pipelines on the same input. Results, latency, agreement and an attention "
            "summary per model; download the table as CSV.")
 
-kind = st.radio("Input", ["text", "image", "audio"], horizontal=True, key="cmp_kind")
+kind = st.radio("Input", ["text", "image", "audio"], horizontal=True, **keep("cmp_kind"))
 tasks = pipeline_tasks_for(kind)
 # only what reads this kind of input: embedded defaults, this session's own models by their own modality, and
 # the folders or hub ids added below under a task for this input
 choices = [f"{task}{SEP}{name}" for task, name in pipeline_pairs(kind)]
 extra = st.session_state.setdefault("cmp_extra", [])
 choices += [c for c in extra if c.split(SEP)[0] in tasks and c not in choices]
-picked = st.multiselect("Models", choices, default=choices[: min(2, len(choices))], key=f"cmp_models_{kind}",
+picked = st.multiselect("Models", choices, default=choices[: min(2, len(choices))], **keep(f"cmp_models_{kind}"),
                         wrap=True)
 with st.expander("Add a model (folder or hub id)"):
     col1, col2 = st.columns([1, 2])
@@ -38,7 +39,7 @@ with st.expander("Add a model (folder or hub id)"):
         st.rerun()
 
 if kind == "text":
-    text = st.text_area("Text", example_sentences()[0], key="cmp_text")
+    text = st.text_area("Text", example_sentences()[0], **keep("cmp_text"))
     source, label, digest = text, text[:40], text
 else:
     picked_input = image_input("cmp") if kind == "image" else audio_input("cmp")

@@ -26,7 +26,7 @@ from app.model_cache import get_model, keep_session_model, model_recipe
 from app.plots import attention_heatmap, matrix_heatmap
 from app.reproduce import EvalSource, heads_code, prune_recipe
 from app.sidebar import example_sentences, text_input
-from app.state import int_slider, keep_valid, keep_valid_many, memo_lookup, session_memo
+from app.state import int_slider, keep, keep_valid, keep_valid_many, memo_lookup, session_memo
 from app.token_display import display_tokens
 from models.errors import WorkbenchError
 
@@ -82,13 +82,13 @@ if texts is None:
 methods = [key for key, spec in METHODS.items() if has_loss or not spec.needs_loss]
 keep_valid("heads_method", methods, default=methods[0])
 left, middle, right = st.columns([2, 2, 3])
-method = left.selectbox("Score heads by", methods, key="heads_method", format_func=lambda k: METHODS[k].label)
+method = left.selectbox("Score heads by", methods, **keep("heads_method"), format_func=lambda k: METHODS[k].label)
 params: dict = {}
 if method == "ablation":
-    params["metric"] = middle.radio("Metric", METRICS, key="heads_metric", horizontal=True,
+    params["metric"] = middle.radio("Metric", METRICS, **keep("heads_metric"), horizontal=True,
                                     index=METRICS.index("accuracy") if labelled else 0)
 elif method == "gradient":
-    params["normalize"] = middle.checkbox("Normalise per layer (l2)", value=True, key="heads_normalize")
+    params["normalize"] = middle.checkbox("Normalise per layer (l2)", value=True, **keep("heads_normalize"))
 n_examples = int_slider(right, "Evaluation sentences", min(4, len(texts)), len(texts), key="heads_examples",
                         default=min(32, len(texts)))
 spec = METHODS[method]
@@ -147,7 +147,7 @@ col_mask, col_k, col_buttons = st.columns([4, 1, 2])
 masked_labels = col_mask.multiselect("Masked heads", all_heads, key="heads_mask",
                                      help="Masked as transformers 4.x head_mask: each head's output is zeroed before "
                                           "the output projection, for this page's runs only.")
-k = col_k.number_input("k", 1, max(1, len(all_heads) - 1), min(3, max(1, len(all_heads) - 1)), key="heads_least_k")
+k = col_k.number_input("k", 1, max(1, len(all_heads) - 1), min(3, max(1, len(all_heads) - 1)), **keep("heads_least_k"))
 if importance is not None:
     least = importance.least_important(int(k))
     col_buttons.button(f"Mask the {int(k)} lowest-scoring", key="heads_mask_least", on_click=set_mask,
@@ -188,7 +188,7 @@ with tab_effect:
             head_ids = effect.before.head_ids[layer]
             if head_ids:
                 keep_valid("heads_effect_head", head_ids, default=head_ids[0])
-                head = st.selectbox("Head", head_ids, key="heads_effect_head")
+                head = st.selectbox("Head", head_ids, **keep("heads_effect_head"))
                 before_col, after_col = st.columns(2)
                 before_col.plotly_chart(attention_heatmap(head_pattern(effect.before, layer, head).numpy(), tokens,
                                                           f"L{layer}.H{head} before"), key="heads_attn_before")
@@ -226,11 +226,11 @@ with tab_curve:
                 "or classification head.")
     else:
         c1, c2, c3, c4 = st.columns(4)
-        curve_method = c1.radio("Rank heads by", CURVE_METHODS, key="heads_curve_method",
+        curve_method = c1.radio("Rank heads by", CURVE_METHODS, **keep("heads_curve_method"),
                                 format_func=lambda k: METHODS[k].label)
-        curve_metric = c2.radio("Metric", METRICS, key="heads_curve_metric", index=METRICS.index("accuracy") if labelled else 0)
-        step = c3.slider("Prune per step (% of heads)", 5, 50, 10, 5, key="heads_curve_step")
-        limit = c4.slider("Stop at (% pruned)", 10, 100, 90, 10, key="heads_curve_max")
+        curve_metric = c2.radio("Metric", METRICS, **keep("heads_curve_metric"), index=METRICS.index("accuracy") if labelled else 0)
+        step = c3.slider("Prune per step (% of heads)", 5, 50, 10, 5, **keep("heads_curve_step"))
+        limit = c4.slider("Stop at (% pruned)", 10, 100, 90, 10, **keep("heads_curve_max"))
         curve_settings = dict(method=curve_method, metric=curve_metric, step_fraction=step / 100,
                               max_fraction=limit / 100)
         held_out = None

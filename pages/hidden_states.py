@@ -23,7 +23,7 @@ from app.plots import lens_figure, matrix_heatmap, norms_figure, pca_figure
 from app.reproduce import hidden_states_code
 from app.sidebar import text_input
 from app.token_display import display_token, display_tokens
-from app.state import int_slider, keep_valid, session_memo
+from app.state import int_slider, keep, keep_valid, session_memo
 
 LENS_WINDOW = 16   # positions read at once: a wider lens table is unreadable and costs a vocab matmul per cell
 MEAN_OVER_TOKENS = "mean over tokens"
@@ -66,7 +66,7 @@ with tab_lens, shown_errors("computing the logit lens"):
     else:
         left, right = st.columns(2)
         start = int_slider(left, "First position", 0, n - 1, key="hidden_lens_start", default=max(0, n - LENS_WINDOW))
-        lens_top_k = right.slider("Top-k tokens per cell (hover)", 1, 10, 3, key="hidden_lens_top_k")
+        lens_top_k = right.slider("Top-k tokens per cell (hover)", 1, 10, 3, **keep("hidden_lens_top_k"))
         lens_positions = list(range(start, min(n, start + LENS_WINDOW)))
         lens = session_memo("hidden_lens", (trace_key, tuple(lens_positions), lens_top_k),
                             lambda: logit_lens(model, trace, positions=lens_positions, top_k=lens_top_k))
@@ -109,7 +109,7 @@ with tab_cosine, shown_errors("computing cosine similarities"):
     left, right = st.columns(2)
     position_options = [MEAN_OVER_TOKENS] + list(range(n))
     keep_valid("hidden_cos_position", position_options, default=MEAN_OVER_TOKENS)
-    chosen = left.selectbox("Between layers, for", position_options, key="hidden_cos_position",
+    chosen = left.selectbox("Between layers, for", position_options, **keep("hidden_cos_position"),
                             format_func=lambda p: p if p == MEAN_OVER_TOKENS else f"token {p}:{tokens[p]}")
     cosine_position = None if chosen == MEAN_OVER_TOKENS else int(chosen)
     between_layers = layer_cosine_similarity(trace, position=cosine_position).numpy()  # (L+1, L+1)
@@ -148,8 +148,8 @@ with tab_pca, shown_errors("projecting token states"):
             st.session_state["hidden_pca_layers"] = fixed
     else:
         st.session_state["hidden_pca_layers"] = (0, depth - 1)
-    low, high = left.slider("Layers", 0, depth - 1, key="hidden_pca_layers")
-    pca_normalize = right.checkbox("Unit length first", value=True, key="hidden_pca_normalize",
+    low, high = left.slider("Layers", 0, depth - 1, **keep("hidden_pca_layers"))
+    pca_normalize = right.checkbox("Unit length first", value=True, **keep("hidden_pca_normalize"),
                                    help="Compare directions, not norms: norms grow with depth and a few tokens "
                                         "carry huge ones.")
     pca_layers = list(range(low, high + 1))

@@ -18,7 +18,7 @@ from app.page_setup import selected_model_or_stop
 from app.model_cache import keep_session_model, model_recipe
 from app.reproduce import task_head_code, training_code, with_head_recipe
 from app.sidebar import example_sentences
-from app.state import keep_valid, session_memo
+from app.state import keep, keep_valid, session_memo
 from app.training_plots import loss_curve
 from models.labelled_data import read_labelled_texts, read_labelled_tokens, split_off
 from models.task_heads import LABELLED_TASKS, available_heads, head_is_trained
@@ -106,14 +106,14 @@ own_head = model.task if model.task in tasks else next((t for t in tasks if t in
 if st.session_state.get("heads_model") != name:  # another model: start from its own head
     st.session_state["heads_model"], st.session_state["heads_task"] = name, own_head
 keep_valid("heads_task", tasks, own_head)
-task = st.selectbox("Head", tasks, key="heads_task", format_func=lambda t: f"{t} — {TASK_TITLES.get(t, t)}")
+task = st.selectbox("Head", tasks, **keep("heads_task"), format_func=lambda t: f"{t} — {TASK_TITLES.get(t, t)}")
 labels = None
 if task in LABELLED_TASKS:
     raw = st.text_input("Labels, separated by commas (empty: keep the checkpoint's, or LABEL_0, LABEL_1)",
-                        key="heads_labels")
+                        **keep("heads_labels"))
     labels = [part.strip() for part in raw.split(",")] if raw.strip() else None
 is_text = model.modality == "text"
-text = st.text_input("Text to try the head on", example_sentences()[0], key="heads_text") if is_text else None
+text = st.text_input("Text to try the head on", example_sentences()[0], **keep("heads_text")) if is_text else None
 
 swapped = None
 with shown_errors("swapping the head"):
@@ -154,13 +154,13 @@ else:
     presets = [p for p, groups in PRESETS.items()
                if "pooler" not in groups or swapped.network.pooler is not None]
     keep_valid("heads_trainable", presets, presets[2] if len(presets) > 2 else presets[0])
-    preset = st.selectbox("What to train", presets, key="heads_trainable")
+    preset = st.selectbox("What to train", presets, **keep("heads_trainable"))
     c1, c2, c3 = st.columns(3)
     # defaults: the recipe that trained minilm-sentiment (bench/train_sentiment.py)
-    epochs = int(c1.number_input("Epochs", 1, 50, 10, key="heads_epochs"))
+    epochs = int(c1.number_input("Epochs", 1, 50, 10, **keep("heads_epochs")))
     keep_valid("heads_lr", LEARNING_RATES, 2e-4)
-    learning_rate = c2.select_slider("Learning rate", LEARNING_RATES, key="heads_lr")
-    seed = int(c3.number_input("Seed", 0, 10_000, 0, key="heads_seed"))
+    learning_rate = c2.select_slider("Learning rate", LEARNING_RATES, **keep("heads_lr"))
+    seed = int(c3.number_input("Seed", 0, 10_000, 0, **keep("heads_seed")))
 
     data = None
     with shown_errors("reading the data"):

@@ -12,7 +12,7 @@ from app.modal_plots import alignment_figure, audio_attention_figure, patch_over
 from app.model_cache import get_model
 from app.model_kinds import modality_of, names_for
 from app.sidebar import selected_model_name
-from app.state import keep_valid, session_memo
+from app.state import keep, keep_valid, session_memo
 from models.preprocessing import load_image
 
 st.header("Images & audio")
@@ -23,7 +23,7 @@ sidebar_choice = selected_model_name()
 if sidebar_choice and modality_of(sidebar_choice) is None:  # a folder or hub id: what it reads shows once loaded
     options.append(sidebar_choice)
 keep_valid("va_model", options, options[0])
-name = st.selectbox("Model", options, key="va_model")
+name = st.selectbox("Model", options, **keep("va_model"))
 
 
 def image_view(model) -> None:
@@ -40,17 +40,17 @@ def image_view(model) -> None:
         st.subheader("Prediction")
         st.dataframe({"label": [model.labels.get(int(i), str(int(i))) for i in best.indices],
                       "score": [round(float(v), 4) for v in best.values]}, hide_index=True, key="va_prediction")
-    mode = st.radio("Show", ["one head", "layer mean", "rollout"], horizontal=True, key="va_image_mode")
+    mode = st.radio("Show", ["one head", "layer mean", "rollout"], horizontal=True, **keep("va_image_mode"))
     if mode == "rollout":
         weights = patch_rollout_map(trace)
         title = f"Attention rollout from [CLS] over {trace.n_layers} layers ({label})"
     else:
-        layer = st.slider("Layer", 0, trace.n_layers - 1, trace.n_layers - 1, key="va_image_layer")
+        layer = st.slider("Layer", 0, trace.n_layers - 1, trace.n_layers - 1, **keep("va_image_layer"))
         head = MEAN
         if mode == "one head":
             heads = trace.head_ids[layer]
             keep_valid("va_image_head", heads, heads[0])
-            head = st.selectbox("Head", heads, key="va_image_head")
+            head = st.selectbox("Head", heads, **keep("va_image_head"))
         weights = patch_attention_map(trace, layer, head)
         title = f"[CLS] attention, layer {layer}, {'mean of heads' if head == MEAN else f'head {head}'} ({label})"
     st.plotly_chart(patch_overlay(image, weights, title), key="va_patch_overlay")
@@ -73,7 +73,7 @@ def audio_view(model) -> None:
         reference = transcript_of(label)
         if reference:
             st.caption(f"Spoken text: {reference}")
-        which = st.radio("Cross-attention heads", ["alignment", "all"], horizontal=True, key="va_align_heads",
+        which = st.radio("Cross-attention heads", ["alignment", "all"], horizontal=True, **keep("va_align_heads"),
                          help="Whisper's checkpoint names the heads that follow time (alignment heads).")
         alignment = cross_attention_alignment(trace, which, getattr(model, "generation_config", {}).get("alignment_heads"))
         st.plotly_chart(alignment_figure(alignment.weights, alignment.tokens, alignment.seconds, wave, rate,
@@ -81,10 +81,10 @@ def audio_view(model) -> None:
         st.dataframe(token_times(alignment).round(3), hide_index=True, key="va_token_times")
     layers = len(trace.encoder_attentions)
     st.subheader("Encoder self-attention")
-    layer = st.slider("Encoder layer", 0, layers - 1, layers - 1, key="va_audio_layer")
+    layer = st.slider("Encoder layer", 0, layers - 1, layers - 1, **keep("va_audio_layer"))
     n_heads = trace.encoder_attentions[layer].shape[1]
     keep_valid("va_audio_head", [MEAN] + list(range(n_heads)), MEAN)
-    head = st.selectbox("Head", [MEAN] + list(range(n_heads)), key="va_audio_head")
+    head = st.selectbox("Head", [MEAN] + list(range(n_heads)), **keep("va_audio_head"))
     weights, seconds = audio_self_attention(trace, layer, head)
     st.plotly_chart(audio_attention_figure(weights, seconds, f"Encoder layer {layer}, "
                                            f"{'mean of heads' if head == MEAN else f'head {head}'}"), key="va_audio_attention")

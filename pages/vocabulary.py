@@ -15,7 +15,7 @@ from app.page_setup import selected_model_or_stop
 from app.model_cache import get_model, keep_session_model, model_recipe
 from app.model_kinds import for_example
 from app.reproduce import add_tokens_recipe, vocabulary_code
-from app.state import keep_valid, session_memo
+from app.state import keep, keep_valid, session_memo
 from app.token_display import display_tokens
 from app.training_plots import before_after_bars
 from models.errors import InputError, WorkbenchError
@@ -51,14 +51,14 @@ st.caption(f"{name}: {model.tokenizer.vocab_size:,} tokens, {model.config.vocab_
            + (f", {model.task} head" if model.task else ", no task head"))
 
 left, right = st.columns([3, 1])
-raw = left.text_input("Tokens to add, separated by commas", DEFAULT_TOKENS, key="vocabulary_tokens")
-special = right.checkbox("Special tokens", key="vocabulary_special",
+raw = left.text_input("Tokens to add, separated by commas", DEFAULT_TOKENS, **keep("vocabulary_tokens"))
+special = right.checkbox("Special tokens", **keep("vocabulary_special"),
                          help="Special tokens are never split or lower-cased, and decoding can skip them.")
 keep_valid("vocabulary_init", list(INIT_STRATEGIES), "pieces")
-init = st.radio("New embedding rows start as", list(INIT_STRATEGIES), key="vocabulary_init", horizontal=True,
+init = st.radio("New embedding rows start as", list(INIT_STRATEGIES), **keep("vocabulary_init"), horizontal=True,
                 format_func=lambda k: f"{k}: {INIT_STRATEGIES[k]}")
-seed = int(st.number_input("Seed", min_value=0, value=0, step=1, key="vocabulary_seed")) if init == "random" else 0
-text = st.text_area("Text to compare on", DEFAULT_TEXT, key="vocabulary_text", height=70)
+seed = int(st.number_input("Seed", min_value=0, value=0, step=1, **keep("vocabulary_seed"))) if init == "random" else 0
+text = st.text_area("Text to compare on", DEFAULT_TEXT, **keep("vocabulary_text"), height=70)
 tokens = parse_tokens(raw)
 
 grown = None
@@ -84,7 +84,7 @@ with shown_errors("tokenizing"):
 
 if change.added:
     st.subheader("Nearest neighbours of the new rows")
-    k = st.slider("Neighbours per token", 1, 20, 5, key="vocabulary_k")
+    k = st.slider("Neighbours per token", 1, 20, 5, **keep("vocabulary_k"))
     neighbours = nearest_neighbours(grown, change.added, k=k)
     st.dataframe(neighbours, hide_index=True, key="vocabulary_neighbours")
     st.caption("Cosine similarity between input-embedding rows. With the 'pieces' start, a new word sits next "
