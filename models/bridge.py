@@ -44,6 +44,7 @@ from .head_selection import HeadSpec, check_scales
 from .hooks import HookPoint, attach_hooks, is_hooked
 from .inputs import Prepared, TextInputs
 from .mask_context import masks_active, with_active_masks
+from .memory_budget import check_fits
 from .tokenization import TextTokenizer
 from .trace import Trace
 from .workbench_model import DEFAULT_MAX_TOKENS, WorkbenchModel
@@ -233,11 +234,10 @@ class BridgeNetwork(nn.Module):
         point = self.blocks[index].hook_resid_post
         if not is_hooked(point):
             return None
-        if isinstance(output, torch.Tensor):
+        if isinstance(output, torch.Tensor):  # (B, T, d)
             return point(output)
-        if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-            return type(output)((point(output[0]), *output[1:])) if isinstance(output, tuple) else \
-                [point(output[0]), *output[1:]]
+        if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):  # (hidden, attn, ...)
+            return (point(output[0]), *output[1:])
         return None
 
     def _projection_pre(self, index: int, module: nn.Module, args: tuple):
@@ -264,7 +264,6 @@ class BridgeOutput:
     attentions: tuple[torch.Tensor, ...]      # n_layers of (B, H, T, T); masked heads scaled, as transformers 4.x; () without capture
     resid_final: torch.Tensor                 # (B, T, d) the last block's output, before any final norm
     logits: torch.Tensor | None               # (B, T, vocab) of a causal LM; None for a bare body
-    last_hidden_state: torch.Tensor | None = None
 
 
 # ---------------------------------------------------------------------------- inputs and the model
@@ -376,8 +375,7 @@ class BridgedModel(WorkbenchModel):
                 attentions = tuple(self._scaled(layer, pattern, scales) for layer, pattern in enumerate(attentions))
         return BridgeOutput(
             hidden_states=tuple(out.hidden_states), attentions=attentions,
-            resid_final=grabbed["x"], logits=getattr(out, "logits", None),
-            last_hidden_state=getattr(out, "last_hidden_state", None))
+            resid_final=grabbed["x"], logits=getattr(out, "logits", None))
 
     def _scaled(self, layer: int, pattern: torch.Tensor, scales: dict) -> torch.Tensor:
         scale = scales.get((self.config.main_stack, layer))
@@ -457,77 +455,85 @@ def open_bridged(folder: Path, hf: dict[str, Any], refused: UnsupportedArchitect
         raise UnsupportedArchitectureError(f"{refused} {why}") from refused
 
 
-def _is_causal(hf: dict[str, Any], model_type: str, task: str | None) -> bool:
-    """A causal LM checkpoint: its architectures name a causal-LM class, or it is a decoder-only type."""
+def _causal_lm_types() -> tuple[set[str], set[str]]:
+    """(model types with a causal-LM class, the classes' names), encoders with an LM-head variant left out."""
     from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
                                                         MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+    return set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES) - set(MODEL_FOR_MASKED_LM_MAPPING_NAMES), \
+        set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+
+
+def _is_causal_lm(hf: dict[str, Any], model_type: str, task: str | None) -> bool:
+    """Open as a causal LM: asked to, or the checkpoint's architectures name a causal-LM class, or (none named)
+    transformers has one for this decoder-only type. BERT-like types have one too, but their checkpoints say so."""
+    decoder_only, classes = _causal_lm_types()
     if task == "causal-lm":
         return True
-    causal_classes = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
     architectures = hf.get("architectures") or []
     if architectures:
-        return any(a in causal_classes or a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
-    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+        return any(a in classes or a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
+    return model_type in decoder_only
+
+
+def _config_int(config: Any, keys: Sequence[str]) -> int | None:
+    return next((getattr(config, k) for k in keys if isinstance(getattr(config, k, None), int)), None)
 
 
 def _bridge(folder: Path, hf: dict[str, Any], model_type: str, name: str, task: str | None) -> BridgedModel:
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
     if getattr(config, "is_encoder_decoder", False):
         raise UnsupportedArchitectureError(
             f"{model_type!r} is an encoder-decoder; the bridge opens one-stack models only. Native families: "
             f"{native_families()}.")
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-    causal = _is_causal(hf, model_type, task)
+    n_layers, n_heads, d_model = (_config_int(config, [key]) for key in
+                                  ("num_hidden_layers", "num_attention_heads", "hidden_size"))
+    if not all(v is not None and v > 0 for v in (n_layers, n_heads, d_model)):
+        raise UnsupportedArchitectureError(
+            f"{model_type!r}: its config gives no num_hidden_layers, num_attention_heads and hidden_size, which the "
+            f"bridge needs to find its blocks. Native families: {native_families()}.")
+    causal = _is_causal_lm(hf, model_type, task)
     if causal and model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         if task == "causal-lm":
             raise UnsupportedArchitectureError(f"transformers has no causal LM class for {model_type!r}.")
         causal = False
-    auto = AutoModelForCausalLM if causal else AutoModel
+    eos = config.eos_token_id[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
+    cfg = ModelConfig(
+        family=model_type, n_layers=n_layers, n_heads=n_heads,
+        n_kv_heads=_config_int(config, ["num_key_value_heads"]) or n_heads, d_model=d_model,
+        d_head=_config_int(config, ["head_dim"]) or max(1, d_model // n_heads),
+        d_mlp=_config_int(config, ["intermediate_size", "n_inner", "ffn_dim"]) or 4 * d_model,
+        vocab_size=config.vocab_size, max_positions=_config_int(config, MAX_POSITION_KEYS) or DEFAULT_MAX_TOKENS,
+        causal=causal or model_type in _causal_lm_types()[0],
+        pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id, eos_token_id=eos,
+        tie_word_embeddings=bool(getattr(config, "tie_word_embeddings", False)), hf_config=dict(hf))
+    check_fits(cfg, folder, name)  # before transformers allocates anything
     try:
-        network, info = auto.from_pretrained(folder, config=config, attn_implementation="eager",
-                                             local_files_only=True, output_loading_info=True)
+        network, info = (AutoModelForCausalLM if causal else AutoModel).from_pretrained(
+            folder, config=config, attn_implementation="eager", local_files_only=True, output_loading_info=True)
+    except ImportError as error:
+        raise UnsupportedArchitectureError(f"transformers needs another package to build {model_type!r}: {error}.") from error
     except (OSError, ValueError, RuntimeError) as error:
         raise WeightFileError(f"{folder}: transformers could not load the {model_type!r} weights ({error}).") from error
-    if info.get("missing_keys") or info.get("mismatched_keys"):
-        missing = [*info.get("missing_keys", []), *[k for k, *_ in info.get("mismatched_keys", [])]]
+    missing = [*info.get("missing_keys", []), *[k for k, *_ in info.get("mismatched_keys", [])]]
+    if missing:  # transformers would run them randomly initialised: never silently wrong
         raise WeightFileError(f"{folder}: weights missing from the checkpoint or of the wrong shape: "
                               f"{', '.join(sorted(missing)[:8])}{' ...' if len(missing) > 8 else ''}.")
     if getattr(network, "main_input_name", "input_ids") != "input_ids":
         raise UnsupportedArchitectureError(
             f"{model_type!r} reads {network.main_input_name}; the bridge opens text models only. Native families: "
             f"{native_families()}.")
-    n_layers, n_heads, d_model = (getattr(config, key, None) for key in
-                                  ("num_hidden_layers", "num_attention_heads", "hidden_size"))
-    if not all(isinstance(v, int) and v > 0 for v in (n_layers, n_heads, d_model)):
-        raise UnsupportedArchitectureError(
-            f"{model_type!r}: its config gives no num_hidden_layers, num_attention_heads and hidden_size, which the "
-            f"bridge needs to find its blocks. Native families: {native_families()}.")
     layout = find_layout(network, n_layers, n_heads, d_model, model_type)
-    max_positions = next((getattr(config, k) for k in MAX_POSITION_KEYS if isinstance(getattr(config, k, None), int)),
-                         DEFAULT_MAX_TOKENS)
-    eos = config.eos_token_id[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
-    cfg = ModelConfig(
-        family=model_type, n_layers=n_layers, n_heads=n_heads,
-        n_kv_heads=getattr(config, "num_key_value_heads", None) or n_heads, d_model=d_model, d_head=layout.d_head,
-        d_mlp=getattr(config, "intermediate_size", None) or 4 * d_model, vocab_size=config.vocab_size,
-        max_positions=max_positions, causal=causal or (model_type in _decoder_only_types()),
-        pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id, eos_token_id=eos,
-        tie_word_embeddings=bool(getattr(config, "tie_word_embeddings", False)), hf_config=dict(hf))
+    cfg.d_head = layout.d_head
     try:
         tokenizer = TextTokenizer.from_folder(folder)
     except ModelNotFoundError:
-        tokenizer = None
-    model = BridgedModel(BridgeNetwork(network, layout, cfg.main_stack, model_type), cfg, model_type, tokenizer=tokenizer,
-                         name=name, task="causal-lm" if causal else None, source=str(folder))
+        tokenizer = None  # runs on input_ids alone
+    model = BridgedModel(BridgeNetwork(network, layout, cfg.main_stack, model_type), cfg, model_type,
+                         tokenizer=tokenizer, name=name, task="causal-lm" if causal else None, source=str(folder))
     _probe(model)
     return model
-
-
-def _decoder_only_types() -> set[str]:
-    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
-    return set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES) - set(MODEL_FOR_MASKED_LM_MAPPING_NAMES)
 
 
 @torch.no_grad()

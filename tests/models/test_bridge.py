@@ -21,7 +21,7 @@ transformers = pytest.importorskip("transformers")
 from analysis.head_importance import compute_gradient_importance  # noqa: E402
 from analysis.metrics import IGNORE, make_eval_set  # noqa: E402
 from analysis.vocabulary import nearest_neighbours  # noqa: E402
-from models import UnsupportedArchitectureError, load_model  # noqa: E402
+from models import UnsupportedArchitectureError, WeightFileError, load_model  # noqa: E402
 from models.bridge import BridgedModel, NeedsNativeFamilyError  # noqa: E402
 from models.families import FAMILIES  # noqa: E402
 from models.hooks import active_hook_count  # noqa: E402
@@ -371,4 +371,26 @@ def test_refused_when_the_blocks_cannot_be_found(tmp_path):
                             d_model=D_MODEL, d_kv=8, d_ff=37, num_layers=N_LAYERS, num_heads=N_HEADS,
                             decoder_start_token_id=0)
     with pytest.raises(UnsupportedArchitectureError, match="'t5'.*one-stack"):
+        load_model(str(tmp_path))
+
+
+def test_a_checkpoint_too_large_is_refused_before_transformers_allocates(checkpoints, tmp_path):
+    folder, _ = checkpoints["bloom"]
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        (tmp_path / name).write_bytes((folder / name).read_bytes())
+    _config_of(tmp_path, n_layer=10_000_000)  # a tiny weight file, a config that asks for terabytes
+    with pytest.raises(WeightFileError, match="would need about"):
+        load_model(str(tmp_path))
+
+
+def test_missing_weights_are_refused_not_initialised_at_random(checkpoints, tmp_path):
+    from safetensors.torch import load_file, save_file
+    folder, _ = checkpoints["bloom"]
+    for name in ("config.json", "tokenizer.json"):
+        (tmp_path / name).write_bytes((folder / name).read_bytes())
+    state = load_file(str(folder / "model.safetensors"))
+    dropped = next(k for k in state if k.endswith("h.1.self_attention.dense.weight"))
+    save_file({k: v for k, v in state.items() if k != dropped}, str(tmp_path / "model.safetensors"),
+              metadata={"format": "pt"})
+    with pytest.raises(WeightFileError, match="self_attention.dense.weight"):
         load_model(str(tmp_path))
