@@ -21,6 +21,45 @@ from .pattern_math import attention_scores, scale_heads, softmax_pattern
 from .rotary import apply_rotary, apply_rotary_interleaved
 
 
+class ProjectionNorm(nn.Module):
+    """RMSNorm over a whole query or key projection, every head together (OLMo 2), in float32 as OLMo 2 computes it.
+
+    The statistic counts every original head, so after pruning `pruned_rows` keeps the removed heads' rows of the
+    projection (their outputs are dropped; only their squares still enter the mean): a pruned model equals the
+    masked one, at the cost of computing those rows."""
+
+    def __init__(self, width: int, eps: float, d_in: int = 0, removed: int = 0, bias: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.eps = eps
+        self.pruned_rows = nn.Linear(d_in, removed, bias=bias) if removed else None
+
+    def forward(self, projected: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """`projected` (B, T, W) the kept heads' rows of the projection of `source` (B, T, d)."""
+        p32 = projected.float()
+        if self.pruned_rows is None:
+            variance = p32.pow(2).mean(-1, keepdim=True)  # (B, T, 1)
+        else:
+            rest = self.pruned_rows(source).float()  # (B, T, removed)
+            width = p32.shape[-1] + rest.shape[-1]
+            variance = (p32.pow(2).sum(-1, keepdim=True) + rest.pow(2).sum(-1, keepdim=True)) / width  # (B, T, 1)
+        return (self.weight * (p32 * torch.rsqrt(variance + self.eps))).to(projected.dtype)
+
+    @torch.no_grad()
+    def cut(self, keep: torch.Tensor, drop: torch.Tensor, projection: nn.Linear) -> "ProjectionNorm":
+        """The norm once `projection` keeps only rows `keep`: rows `drop` join the pruned rows."""
+        earlier = [self.pruned_rows] if self.pruned_rows is not None else []
+        weight = torch.cat([projection.weight[drop]] + [rows.weight for rows in earlier])  # (removed, d)
+        bias = projection.bias is not None
+        new = ProjectionNorm(len(keep), self.eps, projection.in_features, weight.shape[0], bias).to(self.weight.dtype)
+        new.weight.copy_(self.weight[keep])
+        if new.pruned_rows is not None:
+            new.pruned_rows.weight.copy_(weight)
+            if bias:
+                new.pruned_rows.bias.copy_(torch.cat([projection.bias[drop]] + [rows.bias for rows in earlier]))
+        return new
+
+
 class Attention(nn.Module):
     def __init__(
         self,
@@ -47,6 +86,7 @@ class Attention(nn.Module):
         # one norm shared by every head (its weight is (d_head,)), so pruning heads leaves it as it is
         self.q_norm = qk_norm() if qk_norm is not None else None
         self.k_norm = qk_norm() if qk_norm is not None else None
+        self.whole_projection_norm = False  # see norm_whole_projections
         self.n_heads = n_heads
         self.n_kv_heads = n_kv_heads
         self.head_ids = list(head_ids) if head_ids is not None else list(range(n_heads))
@@ -91,8 +131,11 @@ class Attention(nn.Module):
         if self.n_heads == 0:  # every head pruned: only the output bias is left, as in transformers 4.x
             empty = x.new_zeros(B, T, 0)
             return self.o_proj(empty), (x.new_zeros(B, 0, T, S) if capture else None)
-        q = self.q_proj(x).view(B, T, self.n_heads, self.d_head)  # (B, T, H, dh)
-        if self.q_norm is not None:
+        q = self.q_proj(x)  # (B, T, H * dh)
+        if self.whole_projection_norm:
+            q = self.q_norm(q, x)
+        q = q.view(B, T, self.n_heads, self.d_head)  # (B, T, H, dh)
+        if self.q_norm is not None and not self.whole_projection_norm:
             q = self.q_norm(q)
         if rotary is not None:
             q = self._rotate(q, rotary)
@@ -139,13 +182,28 @@ class Attention(nn.Module):
                    rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values (B, S, KV, dh) of `source` (B, S, d), hooked; computed once per encoder output or step."""
         B, S, _ = source.shape
-        k = self.k_proj(source).view(B, S, self.n_kv_heads, self.d_head)  # (B, S, KV, dh)
+        k = self.k_proj(source)  # (B, S, KV * dh)
+        if self.whole_projection_norm:
+            k = self.k_norm(k, source)
+        k = k.view(B, S, self.n_kv_heads, self.d_head)  # (B, S, KV, dh)
         v = self.v_proj(source).view(B, S, self.n_kv_heads, self.d_head)  # (B, S, KV, dh)
-        if self.k_norm is not None:
+        if self.k_norm is not None and not self.whole_projection_norm:
             k = self.k_norm(k)
         if rotary is not None:
             k = self._rotate(k, rotary)
         return self.hook_k(k), self.hook_v(v)
+
+    def norm_whole_projections(self, eps: float, removed_heads: int = 0, removed_kv_heads: int = 0) -> "Attention":
+        """OLMo 2: RMS-normalise q and k over the whole projection (every head together), not per head. A layer
+        read from a pruned checkpoint says how many query and key/value heads it lost, for their kept rows
+        (`ProjectionNorm.pruned_rows`). Called once on a fresh module, before its weights load; returns it."""
+        bias = self.q_proj.bias is not None
+        self.q_norm = ProjectionNorm(self.n_heads * self.d_head, eps, self.q_proj.in_features,
+                                     removed_heads * self.d_head, bias)
+        self.k_norm = ProjectionNorm(self.n_kv_heads * self.d_head, eps, self.k_proj.in_features,
+                                     removed_kv_heads * self.d_head, bias)
+        self.whole_projection_norm = True
+        return self
 
     def _rotate(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         return apply_rotary_interleaved(x, *rotary) if self.interleaved_rotary else apply_rotary(x, *rotary)
@@ -168,11 +226,16 @@ class Attention(nn.Module):
             head_ids=[self.head_ids[h] for h in keep],
             scale=self.scale, softcap=self.softcap, qk_norm=self.qk_norm, interleaved_rotary=self.interleaved_rotary,
         ).to(self.q_proj.weight.dtype)
-        if self.q_norm is not None:
-            new.q_norm.load_state_dict(self.q_norm.state_dict())
-            new.k_norm.load_state_dict(self.k_norm.state_dict())
         q_rows = _head_rows(keep, d)
         kv_rows = _head_rows(kv_kept, d)
+        if self.whole_projection_norm:  # the removed heads' rows stay for the norm's statistic
+            new.whole_projection_norm = True
+            kv_dropped = [g for g in range(self.n_kv_heads) if g not in kv_kept]
+            new.q_norm = self.q_norm.cut(q_rows, _head_rows(sorted(set(local_heads)), d), self.q_proj)
+            new.k_norm = self.k_norm.cut(kv_rows, _head_rows(kv_dropped, d), self.k_proj)
+        elif self.q_norm is not None:
+            new.q_norm.load_state_dict(self.q_norm.state_dict())
+            new.k_norm.load_state_dict(self.k_norm.state_dict())
         new.q_proj.weight.copy_(self.q_proj.weight[q_rows])
         new.k_proj.weight.copy_(self.k_proj.weight[kv_rows])
         new.v_proj.weight.copy_(self.v_proj.weight[kv_rows])

@@ -41,3 +41,31 @@ def check_sequence_classification(config_class: Any, model_class: Any, folder: P
         theirs = reference(input_ids=trace.input_ids, attention_mask=trace.attention_mask).logits
     assert trace.logits.shape == (2, 3)
     torch.testing.assert_close(trace.logits, theirs, atol=1e-4, rtol=0)
+
+
+def check_score_head_on_bare_model(config_class: Any, base_class: Any, folder: Path, architecture: str,
+                                   **config: Any) -> None:
+    """For a family transformers has no classifier for: a bare `base_class` checkpoint plus a `score` weight, named
+    `architecture`, loads as a classifier whose logits are the reference's last hidden state at each row's last
+    real token times `score` (transformers' decoder classifiers' arithmetic)."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    reference = make_classifier_checkpoint(config_class, base_class, folder, **config)
+    weights = load_file(str(folder / "model.safetensors"))
+    score = torch.randn(3, reference.config.hidden_size, generator=torch.Generator().manual_seed(2))
+    save_file({**weights, "score.weight": score}, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    hf = json.loads((folder / "config.json").read_text())
+    hf["architectures"] = [architecture]
+    (folder / "config.json").write_text(json.dumps(hf))
+    model = load_model(str(folder))
+    assert model.task == "sequence-classification"
+    trace = model.run(BATCH)
+    with torch.no_grad():
+        hidden = reference(input_ids=trace.input_ids, attention_mask=trace.attention_mask).last_hidden_state
+    last = trace.attention_mask.sum(-1) - 1  # right padding
+    theirs = hidden[torch.arange(2), last] @ score.T  # (2, 3)
+    torch.testing.assert_close(trace.logits, theirs, atol=1e-4, rtol=0)
+    saved = model.save_pretrained(folder.parent / f"{folder.name}-saved")
+    assert torch.equal(load_model(str(saved)).run(BATCH).logits, trace.logits)
