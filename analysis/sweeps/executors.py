@@ -24,6 +24,8 @@ from .data import Shard
 
 Loader = Callable[[str], Any]
 EXECUTORS = ("local", "ray")
+# Ray (2.5x+) sends its token to an address given explicitly only when asked to
+TOKEN_HINT = "set RAY_AUTH_MODE=token and give the cluster's token (RAY_AUTH_TOKEN, or ~/.ray/auth_token)."
 
 
 @dataclass(frozen=True)
@@ -261,10 +263,12 @@ def _ray_init(ray, address: str, connect_timeout: float) -> None:
     thread.start()
     thread.join(connect_timeout)
     if thread.is_alive():
-        raise InputError(f"Something answers at {address}, but no Ray cluster replied within {connect_timeout:.0f} s. "
-                         "Check the port (the head's GCS port, 6379 by default, or ray://host:10001 for Ray Client).")
+        raise InputError(f"Something answers at {address}, but no Ray cluster let us in within {connect_timeout:.0f} s. "
+                         "Check the port (the head's GCS port, 6379 by default, or ray://host:10001 for Ray Client) "
+                         f"and, if the cluster uses token authentication, {TOKEN_HINT}")
     if outcome.get("error") is not None:
-        raise InputError(f"Could not join the Ray cluster at {address}: {outcome['error']}") from None
+        raise InputError(f"Could not join the Ray cluster at {address}: {outcome['error']}. If it uses token "
+                         f"authentication, {TOKEN_HINT}") from None
 
 
 def make_executor(executor: str | Any = "local", workers: int = 2, address: str | None = None,
