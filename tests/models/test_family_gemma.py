@@ -6,6 +6,10 @@ import pytest
 import torch
 import transformers as tf
 
+from analysis.attribution import attribute_text
+from analysis.head_importance import compute_gradient_importance
+from analysis.lens import logit_lens
+from analysis.metrics import batch_scores, make_eval_set
 from models import load_model
 from models.families import FAMILIES, gemma
 from tests.models.config_keys import assert_every_key_handled, assert_refused
@@ -147,11 +151,6 @@ def test_plain_rotary_spelled_out_is_accepted():
 def test_lens_loss_importance_and_attribution_run_on_gemma(tmp_path, case):
     """The analyses read Gemma through the same parts: the lens ends at the soft-capped logits, the loss equals
     transformers', head gradients reach every layer, integrated gradients add up through the embedding scale."""
-    from analysis.attribution import attribute_text
-    from analysis.head_importance import compute_gradient_importance
-    from analysis.lens import logit_lens
-    from analysis.metrics import batch_scores, make_eval_set
-
     reference = make_decoder_checkpoint(*CLASSES[_model_type(case)], tmp_path / "m", **{**TINY, **CASES[case]})
     model = load_model(str(tmp_path / "m"))
     trace = model.run(BATCH[0])
