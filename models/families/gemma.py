@@ -22,8 +22,8 @@ from ..heads import causal_lm_head, last_token_classification_head, token_classi
 from ..transformer import TransformerModel
 from .base import Family, StateDict, layer_pairs, register, rename
 
-# config keys transformers' modeling code reads that change the arithmetic, each mapped or refused below
-# (training-only keys, such as dropout, are left out: tests/models/test_config_keys.py checks the list)
+# config keys transformers' modeling and configuration code reads, each mapped or refused below; IGNORED_KEYS
+# cannot change an inference forward (tests/models/config_keys.py checks the lists against transformers' source)
 READ_KEYS = (
     "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
     "num_key_value_heads", "head_dim", "max_position_embeddings", "rms_norm_eps", "attention_bias",
