@@ -32,6 +32,26 @@ def keep(key: str) -> dict[str, Any]:
     return {"key": key, "persist_state": "session"}
 
 
+def keep_per_model(key: str, model_key: str, options: Sequence[Any]) -> None:
+    """Before a multiselect of one model's parts (heads to mask) is drawn: its value belongs to that model.
+
+    Another model starts with what it had last in this session (nothing at first), and the value is
+    written through session state, so the box in the browser shows exactly the heads the page uses,
+    also after a run that did not draw the box (a folder still to be typed in the sidebar).
+    """
+    owners = st.session_state.setdefault(f"_per_model_{key}", {})
+    owner = st.session_state.get(f"_per_model_{key}_owner")
+    if owner == model_key:
+        keep_valid_many(key, options)
+        st.session_state.setdefault(key, [])
+        return
+    if owner is not None and key in st.session_state:
+        owners[owner] = list(st.session_state[key])
+    allowed = set(options)
+    st.session_state[key] = [v for v in owners.get(model_key, []) if v in allowed]
+    st.session_state[f"_per_model_{key}_owner"] = model_key
+
+
 def _memo_store(namespace: str) -> OrderedDict:
     return st.session_state.setdefault(f"_memo_{namespace}", OrderedDict())
 

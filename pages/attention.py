@@ -22,7 +22,7 @@ from app.sidebar import text_input
 from app.sparse_view import sparse_head_view_html
 from app.summaries import heatmap_summary
 from app.token_display import display_tokens
-from app.state import int_slider, keep, keep_valid, keep_valid_many, session_memo
+from app.state import int_slider, keep, keep_per_model, keep_valid, session_memo
 from app.view_plan import HEAD_VIEW, MODEL_VIEW, VIEWS, plan_view
 from models.errors import WorkbenchError
 
@@ -47,9 +47,9 @@ name, model = selected_model_or_stop()
 text = text_input("attention", allow_pairs=not model.config.causal)
 
 all_heads = [head_label(layer, head) for layer, ids in enumerate(model.head_ids()) for head in ids]
-keep_valid_many("attention_ablate", all_heads)
+keep_per_model("attention_ablate", name, all_heads)
 with st.expander("Ablate heads (this session only)"):
-    ablate = st.multiselect("Heads to mask while running", all_heads, key="attention_ablate",
+    ablate = st.multiselect("Heads to mask while running", all_heads, **keep("attention_ablate"),
                             help="Masked as transformers 4.x head_mask does: the head's output is zeroed. "
                                  "Later layers' attention changes; the masked head's own pattern does not.")
     st.button("Keep a pruned copy without these heads", key="attention_prune", disabled=not ablate,

@@ -26,7 +26,7 @@ from app.model_cache import get_model, keep_session_model, model_recipe
 from app.plots import attention_heatmap, matrix_heatmap
 from app.reproduce import EvalSource, heads_code, prune_recipe
 from app.sidebar import example_sentences, text_input
-from app.state import int_slider, keep, keep_valid, keep_valid_many, memo_lookup, session_memo
+from app.state import int_slider, keep, keep_per_model, keep_valid, memo_lookup, session_memo
 from app.token_display import display_tokens
 from models.errors import WorkbenchError
 
@@ -118,8 +118,7 @@ with shown_errors("scoring the heads"):
 
 # ---------------------------------------------------------------- heatmap: click heads to mask them
 all_heads = [head_label(layer, head) for layer, ids in enumerate(model.head_ids()) for head in ids]
-keep_valid_many("heads_mask", all_heads)
-st.session_state.setdefault("heads_mask", [])
+keep_per_model("heads_mask", name, all_heads)  # one source for the box, the crosses, the effect and Prune
 if importance is not None:
     masked_now = [(l, h) for l, heads in parse_heads(st.session_state["heads_mask"]).items() for h in heads]
     fig = importance_heatmap(importance.scores.numpy(), f"{spec.label} per head", VALUE_NAMES[method], masked_now)
@@ -144,7 +143,7 @@ if importance is not None:
                                                       if importance.baseline is not None else "") + ".")
 
 col_mask, col_k, col_buttons = st.columns([4, 1, 2])
-masked_labels = col_mask.multiselect("Masked heads", all_heads, key="heads_mask",
+masked_labels = col_mask.multiselect("Masked heads", all_heads, **keep("heads_mask"),
                                      help="Masked as transformers 4.x head_mask: each head's output is zeroed before "
                                           "the output projection, for this page's runs only.")
 k = col_k.number_input("k", 1, max(1, len(all_heads) - 1), min(3, max(1, len(all_heads) - 1)), **keep("heads_least_k"))

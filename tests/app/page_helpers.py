@@ -63,5 +63,23 @@ def iframe_html(at: AppTest) -> str:
     return frames[0].proto.srcdoc
 
 
+def browser_shows(widget) -> str:
+    """What the browser draws for a widget that was not on the page in the run before, as text.
+
+    The browser draws such a widget from its message alone: the value the server sends
+    (``set_value``), or else the widget's default.
+    """
+    proto, kind = widget.proto, type(widget).__name__
+    if kind in ("TextArea", "TextInput"):
+        return proto.value if proto.set_value else proto.default
+    if kind in ("Selectbox", "Radio"):
+        return proto.raw_value if proto.set_value else proto.options[proto.default]
+    if kind == "Multiselect":
+        return list(proto.raw_values) if proto.set_value else [proto.options[i] for i in proto.default]
+    if kind == "Slider":
+        return ", ".join(f"{v:g}" for v in (proto.value if proto.set_value else proto.default))
+    raise TypeError(kind)
+
+
 def captions(at: AppTest) -> list[str]:
     return [c.value for c in at.caption]

@@ -204,3 +204,34 @@ def test_heatmap_cells_are_clickable_and_clicks_name_the_head():
                     {"curve_number": 0, "x": 0, "y": 0},   # the heatmap layer itself names nothing
                     {"curve_number": MASKED_TRACE, "x": 3, "y": 0}]  # a cross names its (masked) head
     assert selected_heads(event_points) == [(1, 2), (0, 3)]
+
+
+def test_masks_stay_in_step_when_the_sidebar_switches_models(tiny_models, tiny_model_folders):
+    """Issue 18, bug 3: masks set, sidebar to "Local folder…" (the page waits for a path), a folder typed.
+
+    The box, the crosses, Prune and the effect must all show the same heads, in the browser too: a
+    box drawn again from scratch shows what the server sends, so the page must send it.
+    """
+    from app.sidebar import LOCAL
+    from tests.app.page_helpers import browser_shows
+
+    def shown(at) -> dict:
+        box = at.multiselect(key="heads_mask")
+        traces = chart_traces(at, "heads_heatmap")
+        crosses = sorted(zip(traces[2]["y"], traces[2]["x"])) if len(traces) > 2 else []
+        prune = next(b for b in at.button if b.key == "heads_prune")
+        return {"box": sorted(box.value), "browser": sorted(browser_shows(box)), "crosses": crosses,
+                "prune": (prune.label, prune.disabled), "effect": bool(at.tabs[0].info)}
+
+    at = heads_page({"model": "smollm2"})
+    at.multiselect(key="heads_mask").select("L0.H1").select("L0.H2").select("L1.H0").run()
+    at.selectbox(key="model_choice").set_value(LOCAL).run()
+    assert [i.value for i in at.info] == ["Type a folder or hub id in the sidebar."]
+    at.text_input(key="model_folder").set_value(str(tiny_model_folders["llama"])).run()
+    assert not at.exception and not at.error
+    assert shown(at) == {"box": [], "browser": [], "crosses": [], "prune": ("Prune the 0 masked heads", True),
+                         "effect": True}  # another model: its own (empty) mask everywhere
+    at.selectbox(key="model_choice").set_value("smollm2").run()
+    three = ["L0.H1", "L0.H2", "L1.H0"]
+    assert shown(at) == {"box": three, "browser": three, "crosses": [(0, 1), (0, 2), (1, 0)],
+                         "prune": ("Prune the 3 masked heads", False), "effect": False}  # and back: its mask

@@ -9,26 +9,10 @@ from __future__ import annotations
 import pytest
 
 from app.view_plan import MODEL_VIEW
-from tests.app.page_helpers import open_page
+from tests.app.page_helpers import browser_shows, open_page
 from tests.app.test_vision_audio_page import tiny_media, tiny_media_folders  # noqa: F401 - fixtures
 
 LONG = " ".join(["the cat sat on the mat ."] * 8)  # a long text for the tiny models (64 positions)
-
-
-def browser_shows(widget) -> str:
-    """What the browser draws for a widget that was not on the page in the run before, as text.
-
-    The browser draws such a widget from its message alone: the value the server sends
-    (``set_value``), or else the widget's default.
-    """
-    proto, kind = widget.proto, type(widget).__name__
-    if kind in ("TextArea", "TextInput"):
-        return proto.value if proto.set_value else proto.default
-    if kind in ("Selectbox", "Radio"):
-        return proto.raw_value if proto.set_value else proto.options[proto.default]
-    if kind == "Slider":
-        return ", ".join(f"{v:g}" for v in (proto.value if proto.set_value else proto.default))
-    raise TypeError(kind)
 
 
 def test_text_view_head_and_layer_survive_a_visit_to_images_and_audio(tiny_media):  # noqa: F811
