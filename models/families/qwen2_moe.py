@@ -15,22 +15,32 @@ from ..block import MLP
 from ..config import ModelConfig
 from ..experts import ExpertMLP, ExpertSettings
 from ..transformer import TransformerModel
-from .base import Family, StateDict, register, rename
-from .mixtral import body_pairs, build_decoder, check_common, decoder_config, refuse, swiglu_pairs, text_heads
+from .base import Family, StateDict, layer_pairs, register, rename
+from .llama import MLP as DENSE, check_decoder, decoder_config, decoder_pairs, refuse
+from .mixtral import SWIGLU, build_expert_decoder, check_experts, expert_modules, text_heads
 
-# config keys transformers' modeling_qwen2_moe.py reads that change the arithmetic, each mapped or refused below
+# config keys transformers' modeling_qwen2_moe.py, its configuration and the rope utilities read that change the
+# arithmetic, each mapped or refused below (check_decoder refuses rope_scaling, hidden_act, partial_rotary_factor)
 READ_KEYS = (
     "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
-    "intermediate_size", "hidden_act", "rms_norm_eps", "max_position_embeddings", "rope_theta",
-    "rope_scaling",          # computed by models/rotary.py; refused here when rotary.py cannot compute it
+    "intermediate_size", "hidden_act", "rms_norm_eps", "rope_theta",
+    "rope_scaling", "max_position_embeddings", "original_max_position_embeddings",  # models/rotary.py
+    "partial_rotary_factor",  # read by the rope utilities; Qwen2-MoE rotates whole heads, so refused below 1
     "qkv_bias",
     # eager and SDPA attention mask every layer with the window when use_sliding_window is set; only the
     # flash-attention path reads max_window_layers, so the reference (eager) numbers ignore it, as we do
     "use_sliding_window", "sliding_window", "max_window_layers",
     "num_experts", "num_experts_per_tok", "moe_intermediate_size", "shared_expert_intermediate_size",
     "norm_topk_prob", "decoder_sparse_step", "mlp_only_layers",
-    "pad_token_id",          # the embedding's padding_idx: only its gradient changes; classifiers read the mask
-    "attn_implementation", "get_text_config",  # which kernel (ours equals eager) and a method, not settings
+    "pad_token_id",           # the embedding's padding_idx: only its gradient changes; classifiers read the mask
+    "tie_word_embeddings",
+    "attn_implementation",    # which attention kernel: ours equals eager (the reference, window included)
+    "get_text_config",        # a method of the config (to find the window), not a setting
+)
+# read by transformers, never a change to an inference forward's numbers
+IGNORED_KEYS = (
+    "router_aux_loss_coef", "output_router_logits",  # the load-balancing loss and whether to return the logits
+    "initializer_range", "use_cache", "bos_token_id", "eos_token_id",
 )
 
 # Qwen2MoeConfig's defaults, for a config.json that leaves a key out (transformers reads the same values then)
@@ -41,7 +51,8 @@ DEFAULTS = {"hidden_act": "silu", "max_position_embeddings": 32768, "rms_norm_ep
 
 
 def _check(hf: dict[str, Any]) -> None:
-    check_common(hf, "Qwen2-MoE", hf["num_experts"])
+    check_decoder(hf, "Qwen2-MoE")
+    check_experts(hf, "Qwen2-MoE", hf["num_experts"])
     if hf["decoder_sparse_step"] < 1:  # transformers divides by it
         raise refuse("Qwen2-MoE", "decoder_sparse_step", hf["decoder_sparse_step"], "it must be 1 or more")
 
@@ -50,11 +61,12 @@ def _config(hf: dict[str, Any]) -> ModelConfig:
     hf = {**DEFAULTS, **hf}
     hf["mlp_only_layers"] = list(hf["mlp_only_layers"] or [])
     _check(hf)
-    window = None
-    if hf["use_sliding_window"] and hf["sliding_window"] is not None:
-        window = ("sliding_attention",) * hf["num_hidden_layers"]
-    return decoder_config(hf, "qwen2_moe", qkv_bias=bool(hf["qkv_bias"]), window_layers=window,
-                          d_mlp=hf["intermediate_size"])
+    window = {}
+    if hf["use_sliding_window"] and hf["sliding_window"] is not None:  # every layer: see READ_KEYS
+        window = {"sliding_window": int(hf["sliding_window"]),
+                  "layer_types": ("sliding_attention",) * hf["num_hidden_layers"]}
+    # q/k/v biased as `qkv_bias` says, the output projection and the MLPs never
+    return decoder_config(hf, "qwen2_moe", (bool(hf["qkv_bias"]), False, False), **window)
 
 
 def is_sparse(cfg: ModelConfig, layer: int) -> bool:
@@ -78,21 +90,22 @@ def _mlp(cfg: ModelConfig, layer: int) -> nn.Module:
 
 
 def _build(cfg: ModelConfig) -> TransformerModel:
-    return build_decoder(cfg, _mlp)
+    return build_expert_decoder(cfg, _mlp)
 
 
 def _pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
-    def mlp_pairs(layer: int, hf: str, ours: str) -> list[tuple[str, str]]:
-        hf, ours = f"{hf}mlp.", f"{ours}mlp."
-        if not is_sparse(cfg, layer):
-            return swiglu_pairs(hf, ours)
-        out = [(f"{hf}gate.weight", f"{ours}router.weight"),  # Qwen2-MoE's "gate" is the router
-               (f"{hf}shared_expert_gate.weight", f"{ours}shared_gate.weight")]
-        out += swiglu_pairs(f"{hf}shared_expert.", f"{ours}shared.")
-        for e in range(cfg.hf_config["num_experts"]):
-            out += swiglu_pairs(f"{hf}experts.{e}.", f"{ours}experts.{e}.")
-        return out
-    return body_pairs(cfg, mlp_pairs)
+    pairs = decoder_pairs(cfg, mlp={})  # embeddings, attention and norms; the MLPs differ from layer to layer
+    n_experts = cfg.hf_config["num_experts"]
+    for i in range(cfg.n_layers):
+        if is_sparse(cfg, i):  # Qwen2-MoE's "gate" is the router
+            modules = {**expert_modules("mlp", "gate", n_experts, ("gate_proj", "up_proj", "down_proj")),
+                       "mlp.shared_gate": "mlp.shared_expert_gate",
+                       **{f"mlp.shared.{mine}": f"mlp.shared_expert.{theirs}"
+                          for mine, theirs in zip(SWIGLU, ("gate_proj", "up_proj", "down_proj"))}}
+        else:
+            modules = DENSE
+        pairs += layer_pairs(f"layers.{i}.", f"blocks.{i}.", modules, ("weight",))
+    return pairs
 
 
 def _from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:

@@ -3,6 +3,7 @@ choices (equal to transformers' `output_router_logits`), and experts are masked 
 as if the masked experts were not there."""
 from __future__ import annotations
 
+import importlib
 import re
 
 import pytest
@@ -14,6 +15,7 @@ from models.experts import ExpertMLP, expert_layers
 from models.families import FAMILIES
 from tests.models.decoder_parity import (ATOL, BATCH, TEXT, assert_same_trace, check_decoder_family,
                                          make_decoder_checkpoint, reference_outputs)
+from tests.models.family_keys import keys_read
 
 # odd shapes: 6 query heads in 2 groups of 3, d_head 6, 5 experts of width 10, a dense width of 20
 TINY = dict(hidden_size=36, num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=2,
@@ -65,6 +67,16 @@ def test_qwen2_moe_window_on_every_layer_as_eager_attention(tmp_path):
                                     eos_token_id=None, pad_token_id=0, use_cache=False)[0, ids.shape[1]:].tolist()
     model.config.eos_token_id = None
     assert model.generate(TEXT, max_new_tokens=20) == theirs
+
+
+@pytest.mark.parametrize("kind, scaling", [("mixtral", {"rope_type": "linear", "factor": 2.0}),
+                                            ("qwen2_moe", {"rope_type": "yarn", "factor": 2.0})])
+def test_scaled_rotary_equals_transformers(tmp_path, kind, scaling):
+    reference, folder = _checkpoint(tmp_path, kind, rope_scaling=scaling)
+    model = load_model(str(folder))
+    assert model.config.rope_scaling["rope_type"] == scaling["rope_type"]
+    ours = model.run(BATCH)
+    assert_same_trace(ours, reference_outputs(reference, ours.input_ids, ours.attention_mask), ours.attention_mask)
 
 
 @pytest.mark.parametrize("kind", ["mixtral", "qwen2_moe"])
@@ -215,8 +227,15 @@ def test_no_capture_records_no_routing(qwen):
 
 # ---------------------------------------------------------------- never silently wrong
 
+@pytest.mark.parametrize("kind", ["mixtral", "qwen2_moe"])
+def test_every_key_transformers_reads_is_handled_refused_or_ignored(kind):
+    module = importlib.import_module(f"models.families.{kind}")
+    assert keys_read(kind) - set(module.READ_KEYS) - set(module.IGNORED_KEYS) == set()
+
+
 @pytest.mark.parametrize("kind, key, value", [
     ("mixtral", "hidden_act", "mish"),
+    ("mixtral", "partial_rotary_factor", 0.5),
     ("mixtral", "num_experts_per_tok", 9),
     ("mixtral", "rope_scaling", {"rope_type": "not-a-rope-type", "factor": 2.0}),
     ("qwen2_moe", "hidden_act", "mish"),
