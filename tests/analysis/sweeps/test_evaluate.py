@@ -148,3 +148,26 @@ def test_an_image_classifier_on_image_paths(tmp_path):
     row = result["metrics"].iloc[0]
     assert row["accuracy"] == pytest.approx(accuracy_score(labels, preds), abs=1e-12)
     assert row["macro_f1"] == pytest.approx(f1_score(labels, preds, average="macro"), abs=1e-12)
+
+
+def test_masked_lm_perplexity_is_seeded_per_shard(tmp_path, small_sentiment):
+    from tests.tiny_models import make_checkpoint
+    from analysis.metrics import batch_scores, make_eval_set
+    make_checkpoint("bert-mlm", tmp_path / "mlm")
+    name = str(tmp_path / "mlm")
+    data = read_dataset(small_sentiment, ColumnMap(text="text")).head(20)
+    first = run_sweep(EvaluateSweep(models=(name,), seed=3), data, shard_size=10)["metrics"].iloc[0]
+    again = run_sweep(EvaluateSweep(models=(name,), seed=3), data, shard_size=10)["metrics"].iloc[0]
+    other = run_sweep(EvaluateSweep(models=(name,), seed=4), data, shard_size=10)["metrics"].iloc[0]
+    assert first["kind"] == "masked-lm" and first["perplexity"] == again["perplexity"] != other["perplexity"]
+    model = models.load_model(name)
+    texts = list(data.frame["text"])
+    nll = tokens = 0.0
+    for shard in range(2):  # shard i masks with seed + i
+        for batch in make_eval_set(model, texts[10 * shard:10 * shard + 10], seed=3 + shard).batches:
+            with torch.no_grad():
+                scores = batch_scores(model, batch)
+            nll += float((scores.loss.double() * scores.scored.double()).sum())
+            tokens += float(scores.scored.sum())
+    assert first["tokens"] == tokens
+    assert first["perplexity"] == pytest.approx(math.exp(nll / tokens), rel=1e-9)
