@@ -137,7 +137,8 @@ def decoder_pairs(cfg: ModelConfig, norms: dict[str, str] = PRE_NORMS, attention
     for i in range(cfg.n_layers):
         hf, ours = f"layers.{i}.", f"blocks.{i}."
         pairs += layer_pairs(hf, ours, {**attention, **mlp, **norms}, ("weight",))
-        biased = {k: v for k, v in attention.items() if (cfg.output_bias if k.endswith("o_proj") else cfg.attention_bias)}
+        biased = {k: v for k, v in attention.items()
+                  if (cfg.output_bias if k.endswith("o_proj") else cfg.attention_bias)}
         pairs += layer_pairs(hf, ours, biased, ("bias",))
         if cfg.mlp_bias:
             pairs += layer_pairs(hf, ours, mlp, ("bias",))

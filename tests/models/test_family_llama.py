@@ -110,8 +110,8 @@ def test_scaled_traces_and_cached_generation_equal_transformers(tmp_path, name):
 def test_qwen2_with_yarn_and_a_sliding_window(tmp_path):
     """Qwen2.5's long-context form: yarn on every layer, the window from max_window_layers on."""
     reference = make_decoder_checkpoint(
-        tf.Qwen2Config, tf.Qwen2ForCausalLM, tmp_path / "m", **TINY, max_position_embeddings=32, use_sliding_window=True,
-        sliding_window=4, max_window_layers=1,
+        tf.Qwen2Config, tf.Qwen2ForCausalLM, tmp_path / "m", **TINY, max_position_embeddings=32,
+        use_sliding_window=True, sliding_window=4, max_window_layers=1,
         rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8})
     check_decoder_family(reference, tmp_path / "m", tmp_path)
 

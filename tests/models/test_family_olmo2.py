@@ -29,7 +29,8 @@ PRUNE = {0: [0, 1], 2: [3]}
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_olmo2_equals_transformers(tmp_path, name):
-    reference = make_decoder_checkpoint(tf.Olmo2Config, tf.Olmo2ForCausalLM, tmp_path / "m", **{**TINY, **VARIANTS[name]})
+    reference = make_decoder_checkpoint(tf.Olmo2Config, tf.Olmo2ForCausalLM, tmp_path / "m",
+                                        **{**TINY, **VARIANTS[name]})
     model = load_model(str(tmp_path / "m"))
     block = model.network.blocks[0]
     assert block.norms == "post_sublayer" and block.ln1 is None and block.attn.whole_projection_norm

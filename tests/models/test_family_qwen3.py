@@ -28,7 +28,8 @@ VARIANTS = {
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_qwen3_equals_transformers(tmp_path, name):
-    reference = make_decoder_checkpoint(tf.Qwen3Config, tf.Qwen3ForCausalLM, tmp_path / "m", **{**TINY, **VARIANTS[name]})
+    reference = make_decoder_checkpoint(tf.Qwen3Config, tf.Qwen3ForCausalLM, tmp_path / "m",
+                                        **{**TINY, **VARIANTS[name]})
     model = load_model(str(tmp_path / "m"))
     attn = model.network.blocks[0].attn
     assert model.family == "qwen3" and attn.q_norm.weight.shape == (10,) and not attn.whole_projection_norm
