@@ -62,13 +62,22 @@ def test_masked_lm_reads_the_mask_position(tmp_path):
 
 def test_pruning_report_counts_parameters_and_times_both_models(model):
     pruned = model.prune_heads({0: [0, 1], 1: [2]})
-    report = compare_pruned(model, pruned, [TEXT, "who was it ?"], repeats=3)
+    steps = []
+    report = compare_pruned(model, pruned, [TEXT, "who was it ?"], repeats=3, progress=lambda f, m: steps.append(f))
     d, dh = model.config.d_model, model.config.d_head
     assert report.parameters_removed == 3 * (4 * d * dh + 3 * dh)
     assert (report.heads_before, report.heads_after) == (8, 5)
     assert report.ms_before > 0 and report.ms_after > 0
-    assert len(report.round_ratios) == 3
-    assert min(report.round_ratios) <= report.speedup <= max(report.round_ratios)
+    assert report.runs == 4 and len(report.round_ratios) == 2  # 3 rounded up to pairs of rounds: AB, BA, AB, BA
+    assert steps == [1 / 5, 2 / 5, 3 / 5, 4 / 5, 1.0]           # one warm-up round, four timed
+    # the speed-up is the ratio of the two times shown next to it (issue 18, bug 4), never another estimate
+    assert report.speedup == report.ms_before / report.ms_after
+    low, high = report.speedup_range
+    assert min(report.round_ratios) <= low <= high <= max(report.round_ratios)
+    assert report.ms_before_range[0] <= report.ms_before <= report.ms_before_range[1]
+    summary = report.summary()
+    assert f"{report.speedup:.2f}×" in summary and f"{report.ms_before:.1f} ms before" in summary
+    assert f"{report.ms_after:.1f} ms after" in summary
     assert report.tokens == sum(model.run([TEXT, "who was it ?"]).lengths)
     with pytest.raises(InputError, match="repeats must be at least 1"):
         compare_pruned(model, pruned, [TEXT], repeats=0)

@@ -235,3 +235,36 @@ def test_masks_stay_in_step_when_the_sidebar_switches_models(tiny_models, tiny_m
     three = ["L0.H1", "L0.H2", "L1.H0"]
     assert shown(at) == {"box": three, "browser": three, "crosses": [(0, 1), (0, 2), (1, 0)],
                          "prune": ("Prune the 3 masked heads", False), "effect": False}  # and back: its mask
+
+
+class _ScriptedClock:
+    """A stand-in for `time` in analysis.pruning_report: every timed forward pass takes the next scripted duration."""
+
+    def __init__(self, durations: list[float]):
+        self.durations, self.now, self.calls = durations, 0.0, 0
+
+    def perf_counter(self) -> float:
+        if self.calls % 2:  # the end of a run: advance by its duration
+            self.now += self.durations[(self.calls // 2) % len(self.durations)]
+        self.calls += 1
+        return self.now
+
+
+def test_prune_speed_up_is_the_ratio_of_the_times_it_shows(tiny_models, monkeypatch):
+    """Issue 18, bug 4: "Speed-up 1.11×" above "892.0 ms before, 892.3 ms after". With scripted, uneven times
+    (a median of per-round ratios says 1.05× where the median times are equal), the metric and the caption
+    must give the same numbers."""
+    import re
+
+    from analysis import pruning_report
+
+    monkeypatch.setattr(pruning_report, "time", _ScriptedClock([0.100, 0.130, 0.090, 0.120, 0.095]))
+    at = heads_page({"model": "smollm2"})
+    at.multiselect(key="heads_mask").select("L1.H0").run()
+    at.button(key="heads_prune").click().run()
+    assert not at.exception and not at.error
+    speedup = next(m for m in at.metric if m.label == "Speed-up").value
+    caption = next(c for c in captions(at) if " ms before" in c)
+    before, after = (float(x) for x in re.search(r"([\d.]+) ms before[ ,/]+([\d.]+) ms after", caption).groups())
+    assert speedup == f"{before / after:.2f}×" and f"Speed-up {speedup}" in caption
+    assert re.search(r"\d+ runs of each model", caption) and "pair to pair it moved between" in caption
