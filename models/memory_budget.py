@@ -39,7 +39,10 @@ def config_parameters(cfg: ModelConfig) -> int:
     """An upper estimate of the network's parameters from its config (gated MLP, untied unembedding)."""
     d = cfg.d_model
     attention = d * cfg.d_head * (2 * cfg.n_heads + 2 * cfg.n_kv_heads)
-    layer = attention + 3 * d * cfg.d_mlp + 6 * d
+    hf = cfg.hf_config
+    experts = int(hf.get("num_local_experts") or hf.get("num_experts") or 0)  # mixture-of-experts layers
+    d_mlp = max(cfg.d_mlp, int(hf.get("moe_intermediate_size") or 0))
+    layer = attention + 3 * d * d_mlp * (experts + 1) + 6 * d
     layers = sum(n for n, _ in cfg.stacks.values())
     return 2 * cfg.vocab_size * d + min(cfg.max_positions, 1 << 16) * d + layers * layer
 
