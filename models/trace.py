@@ -1,6 +1,7 @@
 """What one run of a model returns: every hidden state and attention pattern, by transformers' conventions."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,11 @@ def _pick_example(value: Any, index: int, batch: int) -> Any:
         return value[index : index + 1] if value.dim() > 0 and value.shape[0] == batch else value
     if isinstance(value, tuple) and value and all(isinstance(v, torch.Tensor) for v in value):
         return tuple(_pick_example(v, index, batch) for v in value)
+    if isinstance(value, tuple) and any(dataclasses.is_dataclass(v) for v in value):
+        # per-layer records of batch-first tensors (a mixture-of-experts router's choices), None for other layers
+        return tuple(None if v is None else dataclasses.replace(
+            v, **{f.name: _pick_example(getattr(v, f.name), index, batch) for f in dataclasses.fields(v)})
+            for v in value)
     if isinstance(value, list) and len(value) == batch:
         return value[index : index + 1]
     return value

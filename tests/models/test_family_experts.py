@@ -225,6 +225,16 @@ def test_no_capture_records_no_routing(qwen):
         assert [c is None for c in model.forward(input_ids=ids).router] == [False, True, False]
 
 
+def test_one_example_of_a_trace_keeps_its_own_routing(qwen):
+    _, model = qwen
+    trace = model.run(["a dog barked loudly and then ran away quickly .", "the cat sat ."])
+    second = trace.example(1).extras["router"]
+    assert second[1] is None  # the dense layer
+    for whole, one in zip(trace.extras["router"], second):
+        if whole is not None:
+            assert torch.equal(one.experts, whole.experts[1:2]) and torch.equal(one.weights, whole.weights[1:2])
+
+
 # ---------------------------------------------------------------- never silently wrong
 
 @pytest.mark.parametrize("kind", ["mixtral", "qwen2_moe"])
