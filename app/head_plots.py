@@ -36,9 +36,11 @@ def importance_heatmap(scores: np.ndarray, title: str, value_name: str,
         fig.add_trace(go.Scatter(x=[h for _, h in masked], y=[l for l, _ in masked], mode="markers", name="masked",
                                  marker=dict(symbol="x-thin", size=14, line=dict(width=3, color="red")),
                                  hovertemplate="layer %{y} · head %{x}: masked<extra></extra>"))
+    # the ranges are the cells' edges: autorange pads for the markers' size and labelled layers -2, -1, 30 and 31
+    # of a 30-layer model. Layer 0 on top; no dragmode: Streamlit's point selection then selects on click
     fig.update_layout(title=title, height=min(900, 160 + 28 * n_layers), xaxis_title="head", yaxis_title="layer",
-                      yaxis_autorange="reversed",  # no dragmode: Streamlit's point selection then selects on click
-                      xaxis=dict(tickmode="linear", dtick=1), yaxis=dict(tickmode="linear", dtick=1),
+                      xaxis=dict(tickmode="linear", dtick=1, range=[-0.5, n_heads - 0.5]),
+                      yaxis=dict(tickmode="linear", dtick=1, range=[n_layers - 0.5, -0.5]),
                       margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.15))
     return fig
 

@@ -5,6 +5,7 @@ and a tiny BERT classifier with the sentiment labels stands in for a fine-tuned 
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -268,3 +269,20 @@ def test_prune_speed_up_is_the_ratio_of_the_times_it_shows(tiny_models, monkeypa
     before, after = (float(x) for x in re.search(r"([\d.]+) ms before[ ,/]+([\d.]+) ms after", caption).groups())
     assert speedup == f"{before / after:.2f}×" and f"Speed-up {speedup}" in caption
     assert re.search(r"\d+ runs of each model", caption) and "pair to pair it moved between" in caption
+
+
+def _axis_ticks(axis) -> list[int]:
+    """The tick labels plotly draws on a linear axis with dtick 1: the integers inside its range."""
+    assert axis.range is not None, "autorange pads the axis past the cells"
+    low, high = sorted(axis.range)
+    return list(range(int(np.ceil(low)), int(np.floor(high)) + 1))
+
+
+def test_heatmap_axes_label_only_the_layers_and_heads_there_are(tiny_models):
+    """Issue 18, bug 8: a 30-layer model's heatmap was labelled layers -2, -1, 30 and 31."""
+    fig = importance_heatmap(np.random.default_rng(0).random((30, 9)), "t", "importance", masked=[(0, 1)])
+    assert _axis_ticks(fig.layout.yaxis) == list(range(30)) and _axis_ticks(fig.layout.xaxis) == list(range(9))
+    assert fig.layout.yaxis.range[0] > fig.layout.yaxis.range[1]  # layer 0 on top
+    at = heads_page({"model": "smollm2"})
+    layout = next(json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart") if "heads_heatmap" in c.proto.id)
+    assert layout["yaxis"]["range"] == [1.5, -0.5] and layout["xaxis"]["range"] == [-0.5, 3.5]  # 2 layers x 4 heads
