@@ -26,6 +26,7 @@ from app.model_cache import get_model, keep_session_model, model_recipe
 from app.plots import attention_heatmap, matrix_heatmap
 from app.reproduce import EvalSource, heads_code, prune_recipe
 from app.sidebar import example_sentences, text_input
+from app.summaries import importance_summary, scores_are_equal
 from app.state import int_slider, keep, keep_per_model, keep_valid, memo_lookup, session_memo
 from app.token_display import display_tokens
 from models.errors import WorkbenchError
@@ -134,13 +135,9 @@ if importance is not None:
     if chosen != st.session_state["heads_mask"]:
         st.session_state["heads_mask"] = chosen
         st.rerun()  # redraw the heatmap with the new crosses (and a fresh selection)
-    frame = importance.to_frame()
-    top, low = frame.iloc[0], frame.iloc[-1]
-    st.caption(f"Click a cell to mask or unmask that head. Highest {VALUE_NAMES[method]}: "
-               f"{head_label(int(top['layer']), int(top['head']))} ({top['score']:.4f}); lowest: "
-               f"{head_label(int(low['layer']), int(low['head']))} ({low['score']:.4f}); "
-               f"{importance.n_examples} sentences" + (f"; baseline {importance.metric} {importance.baseline:.4f}"
-                                                      if importance.baseline is not None else "") + ".")
+    st.caption("Click a cell to mask or unmask that head. " + importance_summary(
+        importance.to_frame(), VALUE_NAMES[method], importance.n_examples, importance.metric, importance.baseline,
+        method))
 
 col_mask, col_k, col_buttons = st.columns([4, 1, 2])
 masked_labels = col_mask.multiselect("Masked heads", all_heads, **keep("heads_mask"),
@@ -149,8 +146,10 @@ masked_labels = col_mask.multiselect("Masked heads", all_heads, **keep("heads_ma
 k = col_k.number_input("k", 1, max(1, len(all_heads) - 1), min(3, max(1, len(all_heads) - 1)), **keep("heads_least_k"))
 if importance is not None:
     least = importance.least_important(int(k))
+    tied = scores_are_equal(importance.to_frame()["score"])  # then "lowest" would only be the first k in order
     col_buttons.button(f"Mask the {int(k)} lowest-scoring", key="heads_mask_least", on_click=set_mask,
-                       args=([head_label(l, h) for l, heads in least.items() for h in heads],))
+                       args=([head_label(l, h) for l, heads in least.items() for h in heads],), disabled=tied,
+                       help="Every head scores the same: none is lower than another." if tied else None)
 col_buttons.button("Unmask all", key="heads_mask_clear", on_click=set_mask, args=([],), disabled=not masked_labels)
 mask = parse_heads(masked_labels)
 

@@ -286,3 +286,26 @@ def test_heatmap_axes_label_only_the_layers_and_heads_there_are(tiny_models):
     at = heads_page({"model": "smollm2"})
     layout = next(json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart") if "heads_heatmap" in c.proto.id)
     assert layout["yaxis"]["range"] == [1.5, -0.5] and layout["xaxis"]["range"] == [-0.5, 3.5]  # 2 layers x 4 heads
+
+
+def test_equal_scores_name_no_highest_or_lowest_head(tiny_models, sentiment_classifier, monkeypatch):
+    """Issue 18, bug 11: leave-one-out with the accuracy metric gave all zeros, yet named a highest and a lowest head."""
+    from analysis import head_importance
+    from analysis.head_importance import HeadImportance
+
+    def no_head_matters(model, data, method, progress=None, **params):
+        scores = torch.zeros(model.n_layers, model.n_heads, dtype=torch.float64)  # no single head flips a sentence
+        return HeadImportance(method=method, scores=scores, metric=params.get("metric", "loss"),
+                              n_examples=len(data.texts), baseline=0.75)
+
+    monkeypatch.setattr(head_importance, "compute_head_importance", no_head_matters)
+    at = heads_page({"model": str(sentiment_classifier)})
+    at.selectbox(key="heads_method").set_value("ablation").run()
+    assert at.radio(key="heads_metric").value == "accuracy"
+    at.button(key="heads_run").click().run()
+    assert not at.exception and not at.error
+    said = next(c for c in captions(at) if c.startswith("Click a cell"))
+    assert "Highest" not in said and "lowest:" not in said
+    assert "Every head scores 0.0000 (metric drop): no head is higher or lower than another" in said
+    assert "accuracy moves in whole sentences" in said
+    assert at.button(key="heads_mask_least").disabled
