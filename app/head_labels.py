@@ -19,3 +19,10 @@ def pruned_label(name: str, spec: dict[int, list[int]]) -> str:
     """"minilm − 2 heads": what a pruned copy of ``name`` is called."""
     count = sum(len(heads) for heads in spec.values())
     return f"{name} − {count} head{'s' if count != 1 else ''}"
+
+
+def head_list_label(text: str) -> str:
+    """"0.10, 0.1" (layer.head, as analysis tables write heads) -> "L0.H10, L0.H1": read as numbers, the first
+    two look like the same head."""
+    parts = [part.strip() for part in str(text).split(",") if part.strip()]
+    return ", ".join(head_label(*(int(n) for n in part.split("."))) for part in parts)

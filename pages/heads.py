@@ -19,7 +19,7 @@ from analysis.pruning_curve import CURVE_METHODS, compute_pruning_curve
 from analysis.pruning_report import compare_pruned
 from app.exports import frame_csv
 from app.guard import shown_errors
-from app.head_labels import head_label, parse_heads, pruned_label
+from app.head_labels import head_label, head_list_label, parse_heads, pruned_label
 from app.page_setup import selected_model_or_stop
 from app.head_plots import importance_heatmap, prediction_bars, pruning_curve_figure, selected_heads
 from app.model_cache import get_model, keep_session_model, model_recipe
@@ -254,7 +254,7 @@ with tab_curve:
             bar.empty()
         curve = memo_lookup(RESULTS, curve_key)
         if curve is not None:
-            table = curve.table
+            table = curve.table.assign(pruned_now=curve.table["pruned_now"].map(head_list_label))  # L0.H10, not 0.10
             st.plotly_chart(pruning_curve_figure(table, curve.metric, f"{curve.metric} as heads are pruned"),
                             key="heads_curve_chart")
             last = table.iloc[-1]

@@ -165,6 +165,10 @@ def test_pruning_curve_on_the_labelled_set(tiny_models, sentiment_classifier):
     np.testing.assert_allclose(decode(line["x"]).astype(float), curve.table["fraction_pruned"] * 100)
     shown = at.tabs[2].dataframe[0].value
     assert list(shown["heads_pruned"]) == [0, 2, 4, 6]
+    # heads as "L0.H1" everywhere (issue 18, bug 12: "0.10" and "0.1" read as the same number)
+    removed_each_step = [sorted(f"L{l}.H{h}" for l, hs in now.items() for h in hs if h not in before.get(l, []))
+                         for before, now in zip((({}),) + curve.pruned[:-1], curve.pruned)]
+    assert [sorted(filter(None, cell.split(", "))) for cell in shown["pruned_now"]] == removed_each_step
     assert any(f"{len(test_texts)} test sentences" in c for c in captions(at))
 
 
