@@ -2,7 +2,7 @@
 is one more module here (and its import below)."""
 from .base import FAMILIES, Family, family_for_model_type, head_formats, register
 from . import bert, gpt2, llama, vit, wav2vec2, whisper  # noqa: F401  (registration side effect)
-from . import granite, olmo2, qwen3  # noqa: F401  (Llama-type decoders: Qwen3, OLMo 2, Granite, Phi-3)
+from . import granite, olmo2, phi3, qwen3  # noqa: F401  (Llama-type decoders: Qwen3, OLMo 2, Granite, Phi-3)
 from . import falcon, gpt_neox, gptj, opt, phi, stablelm  # noqa: F401  (GPT-NeoX, GPT-J, Phi, StableLM, Falcon, OPT)
 from . import mixtral, qwen2_moe  # noqa: F401  (mixture of experts)
 from . import gemma  # noqa: F401  (Gemma, Gemma 2, Gemma 3 text)

@@ -12,7 +12,7 @@ from typing import Any
 from ..config import ModelConfig
 from ..heads import causal_lm_head, last_token_classification_head
 from .base import Family, StateDict, register, rename
-from .llama import _build, check_decoder, decoder_config, decoder_pairs
+from .llama import COMMON_DEFAULTS, build_decoder, check_decoder, decoder_config, decoder_pairs
 
 # config keys transformers' modeling_granite.py, configuration_granite.py and the rope utilities read that change
 # the arithmetic: each is mapped here or by decoder_config, or refused by check_decoder (models/families/llama.py)
@@ -29,7 +29,11 @@ REFUSED_KEYS = ("rope_scaling", "hidden_act", "partial_rotary_factor")
 IGNORED_KEYS = ("attention_dropout", "initializer_range", "use_cache", "bos_token_id", "eos_token_id")
 
 
+DEFAULTS = {**COMMON_DEFAULTS, "max_position_embeddings": 2048}  # GraniteConfig's
+
+
 def _config(hf: dict[str, Any]) -> ModelConfig:
+    hf = {**DEFAULTS, **hf}
     check_decoder(hf, "granite")
     return decoder_config(
         hf, "granite", (None, None, None),
@@ -48,7 +52,7 @@ def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
 
 
 register(Family(
-    name="granite", model_types=("granite",), config_from_hf=_config, build=_build,
+    name="granite", model_types=("granite",), config_from_hf=_config, build=build_decoder,
     state_dict_from_hf=_from_hf, state_dict_to_hf=_to_hf, hf_prefix=lambda cfg: "model.",
     base_architecture=lambda cfg: "GraniteModel", default_task="causal-lm",
     # transformers 4.57 has no GraniteForSequenceClassification: the head is the Llama-type `score` at the last real

@@ -48,6 +48,16 @@ BIASES: dict[str, tuple[bool | None, bool | None, bool | None]] = {
 }
 
 
+# what each model type's config class assumes for a key a config.json leaves out (only those read below)
+COMMON_DEFAULTS = {"hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": False}
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "llama": {**COMMON_DEFAULTS, "max_position_embeddings": 2048},
+    "mistral": {**COMMON_DEFAULTS, "max_position_embeddings": 131072, "sliding_window": 4096},
+    "qwen2": {**COMMON_DEFAULTS, "max_position_embeddings": 32768, "sliding_window": 4096,
+              "use_sliding_window": False, "max_window_layers": 28},
+}
+
+
 def refuse(family: str, key: str, value: Any, why: str) -> UnsupportedArchitectureError:
     """The error for a config value the family does not implement, naming the key and the value."""
     return UnsupportedArchitectureError(
@@ -113,11 +123,12 @@ def sliding_window(hf: dict[str, Any]) -> dict[str, Any]:
 
 def _config(hf: dict[str, Any]) -> ModelConfig:
     model_type = hf.get("model_type", "llama")
+    hf = {**DEFAULTS.get(model_type, DEFAULTS["llama"]), **hf}
     check_decoder(hf, model_type)
     return decoder_config(hf, "llama", BIASES.get(model_type, BIASES["llama"]), **sliding_window(hf))
 
 
-def _build(cfg: ModelConfig) -> TransformerModel:
+def build_decoder(cfg: ModelConfig) -> TransformerModel:
     return TransformerModel(cfg, TokenEmbeddings(cfg), norm_kind="rms", norm_first=True, gated_mlp=True,
                             uses_rotary=True, final_norm=True)
 
@@ -154,7 +165,7 @@ def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
 
 
 register(Family(
-    name="llama", model_types=("llama", "mistral", "qwen2"), config_from_hf=_config, build=_build,
+    name="llama", model_types=("llama", "mistral", "qwen2"), config_from_hf=_config, build=build_decoder,
     state_dict_from_hf=_from_hf, state_dict_to_hf=_to_hf, hf_prefix=lambda cfg: "model.",
     base_architecture=by_model_type({"mistral": "MistralModel", "qwen2": "Qwen2Model"}, "LlamaModel"),
     default_task="causal-lm",

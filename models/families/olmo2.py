@@ -18,7 +18,7 @@ from ..heads import causal_lm_head, last_token_classification_head
 from ..rotary import rope_type
 from ..transformer import TransformerModel
 from .base import Family, StateDict, register, rename
-from .llama import check_decoder, decoder_config, decoder_pairs, refuse
+from .llama import COMMON_DEFAULTS, check_decoder, decoder_config, decoder_pairs, refuse
 
 # config keys transformers' modeling_olmo2.py, configuration_olmo2.py and the rope utilities read that change
 # the arithmetic: each is mapped by decoder_config or refused by check_decoder (models/families/llama.py)
@@ -37,7 +37,11 @@ POST_NORMS = {"ln1_post": "post_attention_layernorm", "ln2_post": "post_feedforw
 PROJECTION_NORMS = {"attn.q_norm": "self_attn.q_norm", "attn.k_norm": "self_attn.k_norm"}
 
 
+DEFAULTS = {**COMMON_DEFAULTS, "max_position_embeddings": 2048, "rms_norm_eps": 1e-5}  # Olmo2Config's
+
+
 def _config(hf: dict[str, Any]) -> ModelConfig:
+    hf = {**DEFAULTS, **hf}
     check_decoder(hf, "olmo2")
     if rope_type(hf.get("rope_scaling")) not in ("default", "linear", "dynamic"):
         raise refuse("olmo2", "rope_scaling", hf["rope_scaling"], "Olmo2Config takes linear or dynamic scaling only")

@@ -12,7 +12,8 @@ from ..config import ModelConfig
 from ..heads import (causal_lm_head, last_token_classification_head, question_answering_head,
                      token_classification_head)
 from .base import Family, StateDict, register, rename
-from .llama import _build, check_decoder, decoder_config, decoder_pairs, sliding_window
+from .llama import (COMMON_DEFAULTS, build_decoder, check_decoder, decoder_config, decoder_pairs,
+                    sliding_window)
 
 # config keys transformers' modeling_qwen3.py, configuration_qwen3.py and the rope utilities read that change
 # the arithmetic: each is mapped by decoder_config or refused by check_decoder (models/families/llama.py)
@@ -29,7 +30,13 @@ REFUSED_KEYS = ("rope_scaling", "hidden_act", "partial_rotary_factor")
 IGNORED_KEYS = ("attention_dropout", "initializer_range", "use_cache", "bos_token_id", "eos_token_id")
 
 
+# Qwen3Config's values for keys a config.json leaves out (head_dim is not hidden / heads there)
+DEFAULTS = {**COMMON_DEFAULTS, "max_position_embeddings": 32768, "head_dim": 128, "sliding_window": 4096,
+            "use_sliding_window": False, "max_window_layers": 28}
+
+
 def _config(hf: dict[str, Any]) -> ModelConfig:
+    hf = {**DEFAULTS, **hf}
     check_decoder(hf, "qwen3")
     # q/k/v and o biased together, by attention_bias; the MLP never
     return decoder_config(hf, "qwen3", (None, None, False), qk_norm=True, **sliding_window(hf))
@@ -44,7 +51,7 @@ def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
 
 
 register(Family(
-    name="qwen3", model_types=("qwen3",), config_from_hf=_config, build=_build,
+    name="qwen3", model_types=("qwen3",), config_from_hf=_config, build=build_decoder,
     state_dict_from_hf=_from_hf, state_dict_to_hf=_to_hf, hf_prefix=lambda cfg: "model.",
     base_architecture=lambda cfg: "Qwen3Model", default_task="causal-lm",
     heads={"causal-lm": causal_lm_head("Qwen3ForCausalLM"),
