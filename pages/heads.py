@@ -204,9 +204,11 @@ with tab_prune:
     if st.session_state.get("heads_prune_error"):
         st.error(st.session_state.pop("heads_prune_error"))
     report_entry = st.session_state.get("heads_prune_report")
-    if report_entry is not None:
+    if report_entry is not None and name in report_entry[:2]:  # about this model or its copy, never a third one
         source_name, pruned_name, report = report_entry
-        st.success(f"{pruned_name}: a pruned copy of {source_name}, now selected in the sidebar.")
+        st.success(f"{pruned_name}: a pruned copy of {source_name}, "
+                   + ("now selected in the sidebar." if name == pruned_name else
+                      "kept for this session: pick it in the sidebar to use it."))
         a, b, c = st.columns(3)
         a.metric("Parameters removed", f"{report.parameters_removed:,}",
                  f"-{report.parameters_removed / report.parameters_before:.2%}", delta_color="off")

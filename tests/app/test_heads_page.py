@@ -313,3 +313,17 @@ def test_equal_scores_name_no_highest_or_lowest_head(tiny_models, sentiment_clas
     assert "Every head scores 0.0000 (metric drop): no head is higher or lower than another" in said
     assert "accuracy moves in whole sentences" in said
     assert at.button(key="heads_mask_least").disabled
+
+
+def test_prune_message_follows_the_sidebar(tiny_models):
+    """Issue 18, bug 13: "now selected in the sidebar" stayed after another model was chosen."""
+    at = heads_page({"model": "smollm2"})
+    at.multiselect(key="heads_mask").select("L1.H0").run()
+    at.button(key="heads_prune").click().run()
+    assert [s.value for s in at.success] == ["smollm2 − 1 head: a pruned copy of smollm2, now selected in the sidebar."]
+    at.selectbox(key="model_choice").set_value("smollm2").run()  # back to the original
+    assert [s.value for s in at.success] == ["smollm2 − 1 head: a pruned copy of smollm2, kept for this session: "
+                                             "pick it in the sidebar to use it."]
+    at.selectbox(key="model_choice").set_value("minilm").run()  # another model: the report is not about it
+    assert not at.success and not [m for m in at.metric if m.label == "Speed-up"]
+    assert not at.exception

@@ -61,3 +61,18 @@ def test_each_text_page_keeps_its_own_settings(tiny_models, page):
         assert at.slider(key="hidden_cos_layer").value == 1
     else:
         assert at.selectbox(key="heads_method").value == "entropy"
+
+
+def test_the_folder_typed_in_the_sidebar_survives_a_switch_to_hub_id_and_back(tiny_models, tiny_model_folders):
+    """Issue 18, bug 13: the folder path typed earlier was forgotten after switching to hub id and back."""
+    from app.sidebar import HUB, LOCAL
+
+    folder = str(tiny_model_folders["llama"])
+    at = open_page()
+    at.selectbox(key="model_choice").set_value(LOCAL).run()
+    at.text_input(key="model_folder").set_value(folder).run()
+    at.selectbox(key="model_choice").set_value(HUB).run()
+    at.selectbox(key="model_choice").set_value(LOCAL).run()
+    assert not at.exception and not at.error
+    assert at.text_input(key="model_folder").value == folder == browser_shows(at.text_input(key="model_folder"))
+    assert "Type a folder or hub id in the sidebar." not in [i.value for i in at.info]
