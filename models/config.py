@@ -40,6 +40,7 @@ class ModelConfig:
     rope_scaling: dict[str, Any] | None = None   # transformers' rope_scaling, read by models/rotary.py
     rope_theta_local: float | None = None        # Gemma 3: the base of local (sliding-window) layers
     attention_scale: float | None = None         # replaces 1/sqrt(d_head) (Gemma 2 query_pre_attn_scalar, Granite)
+    attention_scales: tuple[float, ...] | None = None  # per layer, overrides attention_scale (GPT-2's inverse layer idx)
     attn_softcap: float | None = None            # Gemma 2: scores = cap * tanh(scores / cap)
     qk_norm: bool = False                        # Qwen 3, Gemma 3: a norm over each query and key head
     sliding_window: int | None = None            # keys within this many positions of the query (local layers)

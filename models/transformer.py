@@ -206,7 +206,8 @@ def build_attention(cfg: ModelConfig, key: HeadKey, qk_norm: Callable[[], nn.Mod
         qkv_bias=cfg.attention_bias,
         output_bias=cfg.output_bias,
         head_ids=heads,
-        scale=cfg.attention_scale,
+        # a per-layer scale (GPT-2's scale_attn_by_inverse_layer_idx) applies to the main stack's self-attention
+        scale=cfg.attention_scales[layer] if cfg.attention_scales and stack == cfg.main_stack else cfg.attention_scale,
         softcap=cfg.attn_softcap,
         qk_norm=qk_norm,
         interleaved_rotary=cfg.rotary_interleaved,

@@ -5,24 +5,56 @@ from typing import Any
 
 import torch
 
+from ..block import ACTIVATIONS
 from ..config import ModelConfig, pruned_heads_from_hf
 from ..embeddings import LearnedPositionEmbeddings
 from ..heads import (causal_lm_head, last_token_classification_head, question_answering_head,
                      token_classification_head)
 from ..transformer import TransformerModel
-from .base import Family, StateDict, register
+from .base import Family, StateDict, refuse_unsupported, register
 
 
-def _config(hf: dict[str, Any]) -> ModelConfig:
-    d = hf["n_embd"]
+# every config key transformers' GPT-2 reads that changes the arithmetic, with GPT2Config's default (config.json leaves
+# out the keys that equal it, even n_embd for a GPT-2 small shape); each is mapped in `_config` or refused in `_check`
+DEFAULTS: dict[str, Any] = {
+    "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12, "n_inner": None,
+    "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5, "scale_attn_weights": True,
+    "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False, "add_cross_attention": False,
+    "bos_token_id": 50256, "eos_token_id": 50256, "pad_token_id": None, "tie_word_embeddings": True,
+    "pruned_heads": {},
+}
+# the attribute_map aliases of n_embd, n_positions, n_head and n_layer (the same values); the summary_* keys configure
+# GPT2DoubleHeadsModel's multiple-choice head only, which the workbench does not build
+READ_KEYS = (*DEFAULTS, "hidden_size", "max_position_embeddings", "num_attention_heads", "num_hidden_layers",
+             "summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels",
+             "summary_first_dropout", "summary_last_dropout")
+IGNORED_KEYS = ("attn_pdrop", "embd_pdrop", "resid_pdrop", "classifier_dropout", "hidden_dropout")  # training only
+REFUSED_KEYS = ("activation_function", "add_cross_attention")
+
+
+def _check(hf: dict[str, Any]) -> None:
+    """Refuse, by key and value, what this family does not compute."""
+    # add_cross_attention: GPT-2 as EncoderDecoderModel's decoder, whose cross-attention this family has no place for
+    refuse_unsupported(hf, "GPT-2", activation_function=lambda v: v in ACTIVATIONS, add_cross_attention=lambda v: not v)
+
+
+def _config(source: dict[str, Any]) -> ModelConfig:
+    hf = {**DEFAULTS, **source}
+    _check(hf)
+    d, n_heads, n_layers = hf["n_embd"], hf["n_head"], hf["n_layer"]
+    # scores are divided by sqrt(d_head) unless scale_attn_weights is off, and in layer i by i + 1 more with
+    # scale_attn_by_inverse_layer_idx (ignored, the logits of a tiny model differed from transformers' by 13)
+    base = (d // n_heads) ** -0.5 if hf["scale_attn_weights"] else 1.0
+    per_layer = tuple(base / (i + 1) for i in range(n_layers)) if hf["scale_attn_by_inverse_layer_idx"] else None
+    # reorder_and_upcast_attn computes the scores in float32 with the scale folded into the product: the workbench's
+    # float32 scores, so nothing to switch on
     return ModelConfig(
-        family="gpt2", n_layers=hf["n_layer"], n_heads=hf["n_head"], n_kv_heads=hf["n_head"],
-        d_model=d, d_head=d // hf["n_head"], d_mlp=hf.get("n_inner") or 4 * d, vocab_size=hf["vocab_size"],
-        max_positions=hf["n_positions"], norm_eps=hf.get("layer_norm_epsilon", 1e-5),
-        activation=hf.get("activation_function", "gelu_new"), causal=True,
-        bos_token_id=hf.get("bos_token_id"), eos_token_id=hf.get("eos_token_id"),
-        pad_token_id=hf.get("pad_token_id"), tie_word_embeddings=hf.get("tie_word_embeddings", True),
-        pruned_heads=pruned_heads_from_hf(hf, "decoder"), hf_config=dict(hf),
+        family="gpt2", n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_heads,
+        d_model=d, d_head=d // n_heads, d_mlp=hf["n_inner"] or 4 * d, vocab_size=hf["vocab_size"],
+        max_positions=hf["n_positions"], norm_eps=hf["layer_norm_epsilon"], activation=hf["activation_function"],
+        causal=True, bos_token_id=hf["bos_token_id"], eos_token_id=hf["eos_token_id"], pad_token_id=hf["pad_token_id"],
+        tie_word_embeddings=hf["tie_word_embeddings"], attention_scale=None if hf["scale_attn_weights"] else 1.0,
+        attention_scales=per_layer, pruned_heads=pruned_heads_from_hf(hf, "decoder"), hf_config=dict(source),
     )
 
 
