@@ -8,7 +8,8 @@ and an unembedding tied to the token embedding.
 Gemma 2 adds norms after each sublayer too ("sandwich"), a score scale from `query_pre_attn_scalar`,
 soft-capped attention scores and logits, and sliding-window layers alternating with global ones.
 Gemma 3 adds per-head query/key norms, drops the attention soft-cap, and gives local layers their own
-rotary base (`rope_local_base_freq`).
+rotary base (`rope_local_base_freq`) while its global layers scale their angles (`rope_scaling`, linear with
+factor 8 in the 4B-27B models; every type transformers defines is computed in models/rotary.py).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ..config import ModelConfig, pruned_heads_from_hf
 from ..embeddings import TokenEmbeddings
 from ..errors import UnsupportedArchitectureError
 from ..heads import causal_lm_head, last_token_classification_head, token_classification_head
+from ..rotary import check_rope_scaling, rope_type, scaled_context_length
 from ..transformer import TransformerModel
 from .base import Family, StateDict, layer_pairs, register, rename
 
@@ -31,7 +33,9 @@ READ_KEYS = (
     "pad_token_id",          # the classifier's last real token: ours reads the attention mask, equal when pads pad
     "hidden_act",            # Gemma's MLP activation (transformers 4.57 reads this one for Gemma, not the next)
     "hidden_activation",     # Gemma 2 and 3's MLP activation
-    "rope_theta", "rope_scaling", "partial_rotary_factor",
+    "rope_theta", "partial_rotary_factor",
+    "rope_scaling",          # Gemma and Gemma 2: every layer; Gemma 3: the global layers only (as transformers)
+    "original_max_position_embeddings",  # longrope: the context its short factors cover
     # Gemma 2 and 3
     "query_pre_attn_scalar", "sliding_window", "layer_types", "final_logit_softcapping", "attn_logit_softcapping",
     # Gemma 3
@@ -81,10 +85,11 @@ def check_supported(hf: dict[str, Any]) -> None:
     activation_key = "hidden_act" if model_type == "gemma" else "hidden_activation"
     if hf[activation_key] not in ACTIVATIONS:
         _refuse(activation_key, hf[activation_key], model_type, f"the MLP knows {', '.join(sorted(ACTIVATIONS))}")
-    scaling = hf.get("rope_scaling")
-    if scaling and scaling.get("rope_type", scaling.get("type")) not in (None, "default"):
-        # Gemma 3 scales the angles of its global layers only (linear, factor 8 in the 4B-27B models)
-        _refuse("rope_scaling", scaling, model_type, "scaled rotary angles are not implemented in models/rotary.py yet")
+    try:
+        check_rope_scaling(hf.get("rope_scaling"), hf)
+    except UnsupportedArchitectureError as error:
+        why = str(error).split(" is not supported: ", 1)[-1].rstrip(".")  # the reason, without the key again
+        _refuse("rope_scaling", hf.get("rope_scaling"), model_type, why)
     if hf.get("partial_rotary_factor", 1.0) != 1.0:
         # transformers' Gemma rotates the whole head with tables of the smaller width, which fails
         _refuse("partial_rotary_factor", hf["partial_rotary_factor"], model_type, "Gemma rotates every head dim")
@@ -125,14 +130,17 @@ def _config(source: dict[str, Any]) -> ModelConfig:
     if model_type == "gemma3_text":
         variants.update(qk_norm=True, rope_theta_local=float(hf["rope_local_base_freq"]))
     bias = bool(hf["attention_bias"])  # on q, k, v and the output projection alike
+    scaling = hf.get("rope_scaling")
     return ModelConfig(
         family=FAMILY_OF[model_type], n_layers=hf["num_hidden_layers"], n_heads=hf["num_attention_heads"],
         n_kv_heads=hf["num_key_value_heads"], d_model=hf["hidden_size"],
         d_head=hf["head_dim"] or hf["hidden_size"] // hf["num_attention_heads"],
-        d_mlp=hf["intermediate_size"], vocab_size=hf["vocab_size"], max_positions=hf["max_position_embeddings"],
+        d_mlp=hf["intermediate_size"], vocab_size=hf["vocab_size"], max_positions=scaled_context_length(hf),
         norm_eps=hf["rms_norm_eps"], activation=hf["hidden_act" if first else "hidden_activation"], causal=True,
         bos_token_id=hf["bos_token_id"], eos_token_id=hf["eos_token_id"], pad_token_id=hf["pad_token_id"],
         tie_word_embeddings=bool(hf["tie_word_embeddings"]), rope_theta=float(hf["rope_theta"]),
+        # models/rotary.py leaves layers with a base of their own (Gemma 3's local ones) unscaled, as transformers
+        rope_scaling=dict(scaling) if rope_type(scaling) != "default" else None,
         attention_bias=bias, output_bias=bias, mlp_bias=False,
         # transformers multiplies by sqrt(d) cast to the hidden dtype: in float32, the dtype the workbench runs in,
         # that is exactly what multiplying by the Python float does
@@ -185,8 +193,8 @@ def _register(name: str, model_type: str, prefix: str, body: str, classifier: st
         heads["token-classification"] = token_classification_head(f"{prefix}ForTokenClassification", "score")
     return register(Family(
         name=name, model_types=(model_type,), config_from_hf=_config, build=_build, state_dict_from_hf=_from_hf,
-        state_dict_to_hf=_to_hf, hf_prefix=lambda cfg: "model.", base_architecture=lambda cfg: body, default_task="causal-lm",
-        heads=heads))
+        state_dict_to_hf=_to_hf, hf_prefix=lambda cfg: "model.", base_architecture=lambda cfg: body,
+        default_task="causal-lm", heads=heads))
 
 
 _register("gemma", "gemma", "Gemma", "GemmaModel", "GemmaForSequenceClassification", tagger=True)

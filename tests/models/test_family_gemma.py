@@ -28,7 +28,6 @@ CASES = {
                                       tie_word_embeddings=False),
     # the default soft-caps (50 on scores, 30 on logits) barely bite on tiny models: small caps do
     "gemma2": dict(sliding_window=3, attn_logit_softcapping=2.0, final_logit_softcapping=1.5, query_pre_attn_scalar=7),
-    "gemma2-no-caps": dict(sliding_window=4, attn_logit_softcapping=None, final_logit_softcapping=None),
     "gemma2-layer-types-bias": dict(sliding_window=2, attention_bias=True, num_key_value_heads=2,
                                     layer_types=["full_attention", "sliding_attention", "sliding_attention"]),
     # rope_theta and rope_local_base_freq far apart so a layer rotated by the wrong base would show
@@ -38,6 +37,15 @@ CASES = {
     # transformers' Gemma 3 keeps attn_logit_softcapping in its config but never applies it
     "gemma3-attn-cap-ignored": dict(sliding_window=3, attn_logit_softcapping=0.5,
                                     layer_types=["full_attention", "sliding_attention", "full_attention"]),
+    # rotary scaling: Gemma 3's real linear x8 on the global layers (the local ones stay plain); dynamic past a
+    # short context, so the base grows while generating (here without soft-caps); YaRN's ramp and attention factor
+    "gemma3-rope-linear": dict(sliding_window=3, sliding_window_pattern=2, rope_local_base_freq=50.0,
+                               rope_scaling={"rope_type": "linear", "factor": 8.0}),
+    "gemma2-no-caps-rope-dynamic": dict(sliding_window=4, attn_logit_softcapping=None, final_logit_softcapping=None,
+                                        max_position_embeddings=16,
+                                        rope_scaling={"rope_type": "dynamic", "factor": 3.0}),
+    "gemma-rope-yarn": dict(rope_theta=500.0, rope_scaling={"rope_type": "yarn", "factor": 2.0,
+                                                            "original_max_position_embeddings": 8}),
 }
 
 
@@ -71,7 +79,8 @@ def test_a_gemma3_config_without_layer_types_follows_its_sliding_window_pattern(
     assert expected.count("full_attention") == 2
     assert FAMILIES["gemma3"].config_from_hf({**hf, "sliding_window_pattern": 3}).layer_types == expected
     gemma2 = tf.Gemma2Config(**TINY).to_dict()
-    assert FAMILIES["gemma2"].config_from_hf({**gemma2, "layer_types": None}).layer_types == tuple(gemma2["layer_types"])
+    derived = FAMILIES["gemma2"].config_from_hf({**gemma2, "layer_types": None}).layer_types
+    assert derived == tuple(gemma2["layer_types"])
 
 
 def test_missing_keys_mean_transformers_defaults():
@@ -117,9 +126,8 @@ def test_classifier_checkpoint_equals_transformers(tmp_path, model_type, task):
 REFUSED = [
     ("gemma", "hidden_act", "gelu_fast"),
     ("gemma2", "hidden_activation", "swish"),
-    ("gemma", "rope_scaling", {"rope_type": "linear", "factor": 2.0}),
-    ("gemma2", "rope_scaling", {"type": "dynamic", "factor": 2.0}),
-    ("gemma3_text", "rope_scaling", {"rope_type": "linear", "factor": 8.0}),  # Gemma 3 4B-27B: not yet
+    ("gemma", "rope_scaling", {"rope_type": "su", "factor": 2.0}),  # no such type
+    ("gemma3_text", "rope_scaling", {"rope_type": "linear"}),  # without its factor
     ("gemma3_text", "partial_rotary_factor", 0.5),
     ("gemma3_text", "use_bidirectional_attention", True),
     ("gemma2", "layer_types", ["sliding_attention", "chunked_attention", "full_attention"]),
