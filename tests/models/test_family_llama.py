@@ -19,8 +19,10 @@ from models.config import ModelConfig
 from models.errors import UnsupportedArchitectureError
 from models.families import FAMILIES, llama
 from models.rotary import rotary_tables, scaled_context_length
+from tests.models.decoder_classifier import check_sequence_classification
 from tests.models.decoder_parity import (TEXT, assert_same_trace, check_decoder_family, make_decoder_checkpoint,
                                          reference_outputs)
+from tests.models.family_keys import keys_read
 
 # d_head 8 (4 angular speeds); a small base so even the slowest dims turn within 30 positions
 TINY = dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=6, num_key_value_heads=2, intermediate_size=45,
@@ -127,22 +129,8 @@ def test_the_context_length_is_the_scaled_one():
 
 
 def test_sequence_classification_with_llama3_scaling(tmp_path):
-    torch.manual_seed(0)
-    config = tf.LlamaConfig(vocab_size=64, pad_token_id=0, num_labels=3, **TINY, **SCALED["llama3"])
-    reference = tf.LlamaForSequenceClassification(config).eval()
-    with torch.no_grad():
-        for p in reference.parameters():
-            p.add_(torch.randn_like(p) * 0.2)
-    reference.save_pretrained(tmp_path / "m")
-    make_decoder_checkpoint(tf.LlamaConfig, tf.LlamaForCausalLM, tmp_path / "lm", **TINY)  # only for its tokenizer
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        (tmp_path / "m" / name).write_text((tmp_path / "lm" / name).read_text())
-    model = load_model(str(tmp_path / "m"))
-    assert model.task == "sequence-classification"
-    trace = model.run(["a dog barked loudly and then ran away quickly .", "the cat sat ."])
-    with torch.no_grad():
-        theirs = reference(input_ids=trace.input_ids, attention_mask=trace.attention_mask).logits
-    torch.testing.assert_close(trace.logits, theirs, atol=1e-4, rtol=0)
+    check_sequence_classification(tf.LlamaConfig, tf.LlamaForSequenceClassification, tmp_path / "c",
+                                  **TINY, **SCALED["llama3"])
 
 
 REFUSED = [
@@ -170,6 +158,5 @@ def test_plain_rotary_under_a_default_rope_type():
 
 @pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2"])
 def test_every_key_transformers_reads_is_handled_refused_or_ignored(model_type):
-    from tests.models.family_keys import keys_read
     known = set(llama.READ_KEYS) | set(llama.IGNORED_KEYS)
     assert keys_read(model_type) - known == set()
