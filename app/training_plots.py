@@ -6,6 +6,8 @@ from collections.abc import Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
+ACCURACY_TICKS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
 
 def loss_curve(step_losses: Sequence[float], epoch_rows: pd.DataFrame | None = None,
                steps_per_epoch: int | None = None) -> go.Figure:
@@ -19,7 +21,10 @@ def loss_curve(step_losses: Sequence[float], epoch_rows: pd.DataFrame | None = N
             fig.add_trace(go.Scatter(x=ends, y=epoch_rows["eval_accuracy"], mode="lines+markers",
                                      name="validation accuracy", yaxis="y2"))
     fig.update_layout(height=320, xaxis_title="step", yaxis_title="loss", margin=dict(l=10, r=10, t=30, b=10),
-                      yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1]),
+                      # ticks of its own: overlaid, plotly syncs them to the loss axis' grid (0.05, 0.2, 0.35...)
+                      yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1], tickmode="array",
+                                  tickvals=ACCURACY_TICKS, ticktext=[f"{v:.0%}" for v in ACCURACY_TICKS],
+                                  showgrid=False),
                       legend=dict(orientation="h", y=1.12))
     return fig
 

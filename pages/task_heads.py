@@ -122,13 +122,18 @@ with shown_errors("swapping the head"):
 if swapped is None:
     st.stop()
 trained_flag = head_is_trained(swapped)
+kept = st.session_state.get("heads_result")  # a head trained below, on this body and task, is what this section shows
+trained_here = kept["result"] if kept and kept["key"][:3] == (name, id(model), task) else None
 head_parameters = sum(p.numel() for p in swapped.network.head.parameters()
                       if p is not swapped.network.embed.word.weight)
 left, middle, right = st.columns(3)
 left.metric("Head", swapped.task)
 middle.metric("Head parameters", f"{head_parameters:,}")
-right.metric("Status", "trained" if trained_flag else "untrained")
-if not trained_flag:
+right.metric("Status", "trained" if trained_flag or trained_here else "untrained",
+             help="Trained below, in this session." if trained_here and not trained_flag else None)
+if trained_here is not None:
+    st.caption(f"Trained below in {trained_here.seconds:.1f} s: the outputs here are the trained head's.")
+elif not trained_flag:
     st.warning("This head starts from random weights (as transformers initialises them): its outputs mean nothing "
                "until it is trained below.")
 if is_text:
@@ -136,7 +141,7 @@ if is_text:
         before, after = model.run(text), swapped.run(text)
         drift = max(float((a - b).abs().max()) for a, b in zip(before.hidden_states, after.hidden_states))
         st.caption(f"The body is unchanged: the largest difference in any hidden state is {drift:g}.")
-        show_outputs(swapped, text)
+        show_outputs(trained_here.model if trained_here is not None else swapped, text)
 else:
     st.caption(f"{name} reads {model.modality}: keep this model for the session and try it on the Images & audio page.")
 st.button("Keep this model for the session", key="heads_keep_swapped", on_click=keep_session_model,
@@ -201,6 +206,7 @@ else:
                     "code": training_code(model_recipe(name), task, str(SAMPLES[task].relative_to(ROOT))
                                           if upload is None else data_name, config.trainable, epochs,
                                           learning_rate, seed, not has_validation)}
+                st.rerun()  # redraw from the top: section 1 now shows the trained head, not "untrained"
         kept = st.session_state.get("heads_result")
         if kept and kept["key"] == run_key:
             result, held_out = kept["result"], kept["held_out"]

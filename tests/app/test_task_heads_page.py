@@ -81,6 +81,11 @@ def test_training_on_the_sample_set(page):
     assert result.model.labels == {0: "negative", 1: "positive"}
     steps = chart_traces(at, "heads_loss_curve")[0]
     assert len(steps["y"]) == 2 * math.ceil(len(fit) / 16)
+    # issue 18, bug 14: the top says the head is trained now, and the accuracy axis has ticks of its own
+    assert metric(at, "Status") == "trained" and not at.warning
+    assert any(c.startswith("Trained below in") for c in captions(at))
+    layout = next(json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart") if "heads_loss_curve" in c.proto.id)
+    assert layout["yaxis2"]["tickvals"] == [0, 0.25, 0.5, 0.75, 1] and layout["yaxis2"]["ticktext"][-1] == "100%"
     # the code shown reproduces the run
     code = at.code[-1].value
     scope: dict = {}
