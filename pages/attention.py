@@ -20,7 +20,7 @@ from app.plots import attention_heatmap, head_stat_grid, token_bar
 from app.reproduce import attention_code, prune_recipe
 from app.sidebar import text_input
 from app.sparse_view import sparse_head_view_html
-from app.summaries import heatmap_summary
+from app.summaries import heatmap_summary, input_warnings
 from app.token_display import display_tokens
 from app.state import int_slider, keep, keep_per_model, keep_valid, session_memo
 from app.view_plan import HEAD_VIEW, MODEL_VIEW, VIEWS, plan_view
@@ -74,7 +74,7 @@ with shown_errors("running the model"):
 if trace is None:
     st.stop()
 
-for warning in trace.warnings:
+for warning in input_warnings(trace.warnings, name, model.max_tokens, model.config.max_positions):
     st.warning(warning)
 raw_tokens = trace.tokens[0]
 tokens = display_tokens(raw_tokens)  # "Ġcat" -> "·cat" on screen; bertviz and the CSV exports get the raw tokens

@@ -204,3 +204,23 @@ def test_code_to_reproduce_gives_the_numbers_on_the_page(tiny_models, view):
     np.testing.assert_allclose(namespace["rollout"].numpy(), chart_z(at, "attention_rollout_heatmap"), atol=1e-6)
     np.testing.assert_allclose(namespace["stats"].iloc[:, 2:].to_numpy(float), at.dataframe[0].value.iloc[:, 2:].to_numpy(float))
     assert isinstance(namespace["trace"].attentions[0], torch.Tensor)
+
+
+@pytest.mark.parametrize("page, box", [("attention.py", "attention_free"), ("hidden_states.py", "hidden_free")])
+def test_truncation_names_the_workbench_cap_apart_from_the_model_limit(tiny_models, monkeypatch, page, box):
+    """Issue 18, bug 9: smollm2's warning said "truncated to the model's limit of 1024"; the model allows 8,192."""
+    import models.workbench_model as workbench_model
+
+    allowed = models.load_model("smollm2").config.max_positions
+    long_text = " ".join(["the cat sat on the mat ."] * 20)  # 140 words: past the tiny model's positions too
+    at = open_page(page, query={"model": "smollm2"})
+    at.text_area(key=box).set_value(long_text).run()
+    assert [w.value for w in at.warning] == [f"The text has 140 tokens; truncated to smollm2's own limit of "
+                                             f"{allowed} positions."]
+    monkeypatch.setattr(workbench_model, "DEFAULT_MAX_TOKENS", 16)  # the workbench's cap below the model's limit
+    at.text_area(key=box).set_value(long_text + " .").run()
+    assert not at.exception
+    said = [w.value for w in at.warning]
+    assert len(said) == 1 and "model's limit" not in said[0]
+    assert said[0].startswith("The text has 141 tokens; the workbench reads the first 16: that is the workbench's own cap")
+    assert said[0].endswith(f"smollm2 itself allows {allowed} positions.")
