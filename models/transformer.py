@@ -130,7 +130,8 @@ class TransformerModel(nn.Module):
                 x = self.embed(input_ids=input_ids, token_type_ids=token_type_ids, positions=positions,
                                attention_mask=attention_mask, inputs_embeds=inputs_embeds)  # (B, T, d)
                 if self.cfg.embed_scale is not None:  # Gemma: sqrt(d_model); Granite: embedding_multiplier
-                    x = x * self.cfg.embed_scale
+                    # in the hidden dtype first, as transformers rounds it (55.5, not 55.43, for Gemma-2B in bf16)
+                    x = x * torch.tensor(self.cfg.embed_scale, dtype=x.dtype)
                 x = self.hook_embed(x)
         masks = attention_masks(self.cfg, attention_mask, x.dtype, past)  # per layer type: (B, 1, T|1, S)
         rotary = rotary_tables(self.cfg, positions, x.dtype) if self.uses_rotary else None
