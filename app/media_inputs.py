@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,23 @@ def sample_clips() -> list[str]:
     return sorted(p.name for p in SPEECH.glob("*.wav")) + sorted(f"formats/{p.name}" for p in (SPEECH / "formats").glob("*"))
 
 
-def image_input(key: str) -> tuple[Any, str] | None:
-    """(an image source for load_image, a label) or None until something is chosen."""
-    choice = st.selectbox("Image", sample_images() + [UPLOAD], **keep(f"{key}_image_choice"))
+def preferred_image(labels: Iterable[str]) -> str | None:
+    """The first sample image named after one of a classifier's labels (``digit_7.png`` for a digits model), if any."""
+    wanted = {str(label).strip().lower() for label in labels}
+    for image in sample_images():
+        if wanted & set(re.split(r"[_\-. ]+", Path(image).stem.lower())):
+            return image
+    return None
+
+
+def image_input(key: str, labels: Iterable[str] = ()) -> tuple[Any, str] | None:
+    """(an image source for load_image, a label) or None until something is chosen.
+
+    ``labels``: the classes of the model that will read the image; the picker starts on a sample of one of them.
+    """
+    options = sample_images() + [UPLOAD]
+    start = preferred_image(labels)
+    choice = st.selectbox("Image", options, index=options.index(start) if start else 0, **keep(f"{key}_image_choice"))
     if choice == UPLOAD:
         uploaded = st.file_uploader("Any image Pillow opens (PNG, JPEG, GIF, BMP, TIFF, WebP)", key=f"{key}_image_file")
         return (uploaded.getvalue(), uploaded.name) if uploaded is not None else None

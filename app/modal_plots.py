@@ -10,14 +10,23 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 
-def patch_overlay(image: Image.Image, weights: np.ndarray, title: str = "", opacity: float = 0.55,
-                  size: int = 320) -> go.Figure:
-    """The image with a (rows, cols) patch attention map laid over it; hover shows each patch's weight."""
+# attention drawn on a picture: no attention leaves the patch as it is (fully transparent), more paints it in a
+# warmer, denser colour, so the picture stays visible and the colour bar's zero is "nothing drawn"
+OVERLAY_SCALE = [[0.0, "rgba(255, 235, 59, 0)"], [0.35, "rgba(255, 152, 0, 0.45)"], [1.0, "rgba(213, 0, 0, 0.8)"]]
+
+
+def patch_overlay(image: Image.Image, weights: np.ndarray, title: str = "", size: int = 320) -> go.Figure:
+    """The image with a (rows, cols) patch attention map laid over it; hover shows each patch's weight.
+
+    Zero attention is transparent and the most attention is a dense red (``OVERLAY_SCALE``), so
+    low-attention patches show the image unchanged.
+    """
     shown = image.convert("RGB").resize((size, size), Image.Resampling.NEAREST if min(image.size) < 64 else Image.Resampling.BILINEAR)
     rows, cols = weights.shape
     fig = go.Figure(go.Image(z=np.asarray(shown)))
     fig.add_trace(go.Heatmap(z=weights, x0=size / cols / 2, dx=size / cols, y0=size / rows / 2, dy=size / rows,
-                             colorscale="Inferno", opacity=opacity, zmin=0, zmax=float(max(weights.max(), 1e-9)),
+                             colorscale=OVERLAY_SCALE, zmin=0, zmax=float(max(weights.max(), 1e-9)),
+                             colorbar=dict(title="attention"),
                              hovertemplate="patch row %{y:.0f}, col %{x:.0f}<br>attention %{z:.4f}<extra></extra>"))
     fig.update_layout(title=title, width=size + 120, height=size + 60, margin=dict(l=10, r=10, t=40, b=10),
                       xaxis=dict(visible=False), yaxis=dict(visible=False, autorange="reversed"))

@@ -12,7 +12,7 @@ from app.modal_plots import alignment_figure, audio_attention_figure, patch_over
 from app.model_cache import get_model
 from app.model_kinds import modality_of, names_for
 from app.sidebar import selected_model_name
-from app.state import keep, keep_valid, session_memo
+from app.state import int_slider, keep, keep_valid, session_memo
 from models.preprocessing import load_image
 
 st.header("Images & audio")
@@ -27,7 +27,7 @@ name = st.selectbox("Model", options, **keep("va_model"))
 
 
 def image_view(model) -> None:
-    picked = image_input("va")
+    picked = image_input("va", labels=model.labels.values())  # a digits model starts on a digit
     if picked is None:
         st.info("Upload an image to begin.")
         return
@@ -45,7 +45,7 @@ def image_view(model) -> None:
         weights = patch_rollout_map(trace)
         title = f"Attention rollout from [CLS] over {trace.n_layers} layers ({label})"
     else:
-        layer = st.slider("Layer", 0, trace.n_layers - 1, trace.n_layers - 1, **keep("va_image_layer"))
+        layer = int_slider(st, "Layer", 0, trace.n_layers - 1, key="va_image_layer", default=trace.n_layers - 1)
         head = MEAN
         if mode == "one head":
             heads = trace.head_ids[layer]
@@ -53,9 +53,12 @@ def image_view(model) -> None:
             head = st.selectbox("Head", heads, **keep("va_image_head"))
         weights = patch_attention_map(trace, layer, head)
         title = f"[CLS] attention, layer {layer}, {'mean of heads' if head == MEAN else f'head {head}'} ({label})"
-    st.plotly_chart(patch_overlay(image, weights, title), key="va_patch_overlay")
-    st.caption(f"The image is cut into a {weights.shape[0]} x {weights.shape[1]} grid of patches; brighter patches "
-               "receive more attention from the [CLS] position, which the classifier reads.")
+    plain, overlaid = st.columns([1, 2])
+    plain.image(image.convert("RGB"), caption=label, width=220)
+    overlaid.plotly_chart(patch_overlay(image, weights, title), key="va_patch_overlay")
+    st.caption(f"The image is cut into a {weights.shape[0]} x {weights.shape[1]} grid of patches. The redder and "
+               "denser a patch's colour, the more attention it receives from the [CLS] position, which the "
+               "classifier reads; patches with almost none are left uncoloured.")
 
 
 def audio_view(model) -> None:
@@ -81,7 +84,7 @@ def audio_view(model) -> None:
         st.dataframe(token_times(alignment).round(3), hide_index=True, key="va_token_times")
     layers = len(trace.encoder_attentions)
     st.subheader("Encoder self-attention")
-    layer = st.slider("Encoder layer", 0, layers - 1, layers - 1, **keep("va_audio_layer"))
+    layer = int_slider(st, "Encoder layer", 0, layers - 1, key="va_audio_layer", default=layers - 1)
     n_heads = trace.encoder_attentions[layer].shape[1]
     keep_valid("va_audio_head", [MEAN] + list(range(n_heads)), MEAN)
     head = st.selectbox("Head", [MEAN] + list(range(n_heads)), **keep("va_audio_head"))

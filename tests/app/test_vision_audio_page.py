@@ -96,3 +96,34 @@ def test_session_models_are_offered_by_what_they_read(tiny_media):
     at.selectbox(key="va_model").set_value("vit-digits − 1 head").run()
     assert not at.exception and not at.error
     assert chart_traces(at, "va_patch_overlay")
+
+
+@pytest.fixture
+def tiny_digits(monkeypatch, tiny_media, tmp_path):
+    """vit-digits as a tiny classifier of the ten digits (labels "0".."9"), as the embedded one is."""
+    make_vit(tmp_path, "vit-cls", id2label={i: str(i) for i in range(10)}, label2id={str(i): i for i in range(10)})
+    media_load = models.load_model
+
+    def fake_load(name, task=None):
+        if str(name) == "vit-digits":
+            return models.load_folder(tmp_path, name="vit-digits", task=task)
+        return media_load(name, task=task)
+
+    monkeypatch.setattr(models, "load_model", fake_load)
+
+
+def test_a_digits_model_opens_on_a_digit_and_its_attention_leaves_the_image_visible(tiny_digits):
+    """Issue 18, bug 10: vit-digits opened on china.jpg; the overlay hid the image; zero was pink on the colour bar."""
+    at = open_page("vision_audio.py")
+    assert not at.exception and not at.error
+    assert at.selectbox(key="va_model").value == "vit-digits"
+    assert at.selectbox(key="va_image_choice").value == "digit_0.png"
+    overlay = chart_traces(at, "va_patch_overlay")
+    heatmap = overlay[1]
+    assert heatmap.get("opacity", 1) == 1  # the image is not dimmed all over
+    zero_colour = heatmap["colorscale"][0][1]
+    assert zero_colour.replace(" ", "").startswith("rgba(") and zero_colour.replace(" ", "").endswith(",0)")
+    assert heatmap["zmin"] == 0  # the bar's bottom is "no attention", drawn as nothing
+    said = " ".join(c.value for c in at.caption)
+    assert "brighter" not in said and "uncoloured" in said
+    assert at.get("image"), "the picture itself is shown beside the overlay"
