@@ -46,8 +46,10 @@ def prompts_of_length(model, n_tokens: int) -> tuple[str, str]:
     raise SystemExit(f"cannot make a {n_tokens}-token prompt pair from these words")
 
 
-def transformers_patching(reference, clean_ids, corrupted_ids, answer_id: int, wrong_id: int) -> torch.Tensor:
-    """(layers, positions) patched metrics with plain hooks on transformers, one forward per patch."""
+def transformers_patching(reference, clean_ids, corrupted_ids, answer_id: int, wrong_id: int,
+                          only: list[int] | None = None) -> torch.Tensor:
+    """(layers, positions) patched metrics with plain hooks on transformers, one forward per patch
+    (rows of layers not in ``only`` stay 0)."""
     layers = reference.model.layers
     T = clean_ids.shape[1]
     clean: dict[int, torch.Tensor] = {}
@@ -64,6 +66,8 @@ def transformers_patching(reference, clean_ids, corrupted_ids, answer_id: int, w
         handle.remove()
     result = torch.zeros(len(layers), T, dtype=torch.float64)
     for layer, block in enumerate(layers):
+        if only is not None and layer not in only:
+            continue
         for position in range(T):
             def patch(module, args, kwargs, layer=layer, position=position):
                 x = (args[0] if args else kwargs["hidden_states"]).clone()
