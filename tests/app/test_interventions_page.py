@@ -77,7 +77,7 @@ def test_patching_maps_equal_the_analysis_and_a_cell_shows_its_patched_run(tiny_
     assert [b for b in at.get("download_button") if b.proto.id and "iv_csv" in b.proto.id] or at.get("download_button")
 
 
-def test_the_code_to_reproduce_gives_the_page_numbers(tiny_models):
+def test_the_code_to_reproduce_gives_the_page_numbers(tiny_models, tmp_path, monkeypatch):
     at = set_prompts(interventions_page({"model": "smollm2"}))
     at.multiselect(key="iv_sites").set_value(["head"]).run()
     at.button(key="iv_run").click().run()
@@ -86,7 +86,9 @@ def test_the_code_to_reproduce_gives_the_page_numbers(tiny_models):
     code = at.code[-1].value
     assert "patching_experiment(" in code and "patched_run(" in code and "step_through_generation(" in code
     namespace: dict = {}
+    monkeypatch.chdir(tmp_path)  # the snippet writes patching.csv and the steering vector where it runs
     exec(compile(code, "<interventions code>", "exec"), namespace)
+    assert (tmp_path / "patching.csv").exists() and (tmp_path / "steering_vector.safetensors").exists()
     model = models.load_model("smollm2")
     np.testing.assert_allclose(namespace["result"].exact["head"].numpy(),
                                chart_z(at, chart_with_prefix(at, "iv_exact_head_")), atol=1e-6)
