@@ -21,7 +21,7 @@ from app.reproduce import attention_code, prune_recipe
 from app.sidebar import text_input
 from app.sparse_view import sparse_head_view_html
 from app.summaries import heatmap_summary, input_warnings
-from app.token_display import display_tokens
+from app.token_display import display_tokens, is_byte_level, readable_token
 from app.state import int_slider, keep, keep_per_model, keep_valid, session_memo
 from app.view_plan import HEAD_VIEW, MODEL_VIEW, VIEWS, plan_view
 from models.errors import WorkbenchError
@@ -77,7 +77,8 @@ if trace is None:
 for warning in input_warnings(trace.warnings, name, model.max_tokens, model.config.max_positions):
     st.warning(warning)
 raw_tokens = trace.tokens[0]
-tokens = display_tokens(raw_tokens)  # "Ġcat" -> "·cat" on screen; bertviz and the CSV exports get the raw tokens
+tokens = display_tokens(raw_tokens)  # "Ġcat" -> "·cat", "âĢĻ" -> "’" on screen; the CSV exports get the raw tokens
+view_tokens = [readable_token(t, is_byte_level(raw_tokens)) for t in raw_tokens]  # bertviz draws real spaces
 n = len(tokens)
 heads_per_layer = [len(ids) for ids in trace.head_ids]
 pruned = [head_label(l, h) for (_, l), heads in sorted(model.config.pruned_heads.items()) for h in heads]
@@ -112,9 +113,9 @@ with tab_view, shown_errors("drawing the attention view"):
         if plan.view in (HEAD_VIEW, MODEL_VIEW):
             dense = dense_attentions(trace, model.n_heads)  # (1, H, n, n) per layer, heads at their numbers
             if plan.view == HEAD_VIEW:
-                return head_view_html(dense, raw_tokens, sentence_b_start=b_start, layer=layer,
+                return head_view_html(dense, view_tokens, sentence_b_start=b_start, layer=layer,
                                       heads=selected, include_layers=plan.include_layers)
-            return model_view_html(dense, raw_tokens, sentence_b_start=b_start, include_layers=plan.include_layers,
+            return model_view_html(dense, view_tokens, sentence_b_start=b_start, include_layers=plan.include_layers,
                                    display_mode="light")
         return sparse_head_view_html(example_attentions(trace)[layer], tokens, trace.head_ids[layer], layer,
                                      top_k=top_k, selected_heads=selected)

@@ -28,7 +28,7 @@ from app.reproduce import EvalSource, heads_code, prune_recipe
 from app.sidebar import example_sentences, text_input
 from app.summaries import importance_summary, scores_are_equal
 from app.state import int_slider, keep, keep_per_model, keep_valid, memo_lookup, session_memo
-from app.token_display import display_tokens
+from app.token_display import display_token, display_tokens, is_byte_level
 from models.errors import WorkbenchError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,9 +165,12 @@ with tab_effect:
         with shown_errors("running the model with heads masked"):
             effect = masking_effect(model, text, mask)
             tokens = display_tokens(effect.before.tokens[0])
-            if not effect.prediction.empty:
-                st.plotly_chart(prediction_bars(effect.prediction, f"Prediction: {effect.what}"), key="heads_prediction")
-                first = effect.prediction.iloc[0]
+            byte_level = is_byte_level(effect.before.tokens[0])
+            if not effect.prediction.empty:  # outputs are tokens (language models) or labels: shown readable
+                shown = effect.prediction.assign(output=[display_token(str(o), byte_level)
+                                                         for o in effect.prediction["output"]])
+                st.plotly_chart(prediction_bars(shown, f"Prediction: {effect.what}"), key="heads_prediction")
+                first = shown.iloc[0]
                 st.caption(f"{effect.what}: {first.output!r} {first.before:.3f} → {first.after:.3f}; "
                            f"KL(before ‖ masked) = {effect.kl_divergence:.4f} nats.")
             else:

@@ -23,7 +23,7 @@ from app.plots import lens_figure, matrix_heatmap, norms_figure, pca_figure
 from app.reproduce import hidden_states_code
 from app.sidebar import text_input
 from app.summaries import input_warnings
-from app.token_display import display_token, display_tokens
+from app.token_display import display_token, display_tokens, is_byte_level
 from app.state import int_slider, keep, keep_valid, session_memo
 
 LENS_WINDOW = 16   # positions read at once: a wider lens table is unreadable and costs a vocab matmul per cell
@@ -47,6 +47,7 @@ for warning in input_warnings(trace.warnings, name, model.max_tokens, model.conf
     st.warning(warning)
 raw_tokens = trace.tokens[0]
 tokens = display_tokens(raw_tokens)  # for the eye; CSV exports keep the raw tokens
+byte_level = is_byte_level(raw_tokens)  # the lens's predicted tokens are read the same way
 n = len(tokens)
 depth = model.n_layers + 1  # residual-stream states: embeddings, then after each block
 st.caption(f"{n} tokens · {depth} residual-stream states (embeddings + {model.n_layers} blocks) · "
@@ -71,15 +72,15 @@ with tab_lens, shown_errors("computing the logit lens"):
         lens_positions = list(range(start, min(n, start + LENS_WINDOW)))
         lens = session_memo("hidden_lens", (trace_key, tuple(lens_positions), lens_top_k),
                             lambda: logit_lens(model, trace, positions=lens_positions, top_k=lens_top_k))
-        hover = [[" · ".join(f"{display_token(t)} {p:.2f}" for t, p in zip(lens.top_tokens[li][pi], lens.top_probs[li, pi].tolist()))
+        hover = [[" · ".join(f"{display_token(t, byte_level)} {p:.2f}" for t, p in zip(lens.top_tokens[li][pi], lens.top_probs[li, pi].tolist()))
                   for pi in range(len(lens.positions))] for li in range(len(lens.layers))]
-        top1 = [[display_token(cell[0]) for cell in row] for row in lens.top_tokens]
+        top1 = [[display_token(cell[0], byte_level) for cell in row] for row in lens.top_tokens]
         shown_inputs = display_tokens(lens.input_tokens)
         fig = lens_figure(top1, lens.top_probs[..., 0].numpy(), lens.layers, lens.positions, shown_inputs, hover)
         st.plotly_chart(fig, key="hidden_lens_figure")
         last = lens.positions[-1]
         st.caption(f"Positions {lens.positions[0]}–{last} of {n} ({LENS_WINDOW} at a time). At the last layer, "
-                   f"position {last}:{tokens[last]} predicts {display_token(lens.top_tokens[-1][-1][0])!r} "
+                   f"position {last}:{tokens[last]} predicts {display_token(lens.top_tokens[-1][-1][0], byte_level)!r} "
                    f"({float(lens.top_probs[-1, -1, 0]):.3f}).")
         if model.config.causal and lens.target_probs is not None:
             target = pd.DataFrame(lens.target_probs.numpy(), index=pd.Index(lens.layers, name="layer"),
