@@ -23,6 +23,32 @@ def frame_csv(frame: pd.DataFrame, index: bool = False) -> bytes:
     return frame.to_csv(index=index).encode("utf-8")
 
 
+# A cell a spreadsheet would read as a formula (OWASP "CSV injection"): =, +, - and @ start one, and a tab or a
+# carriage return before them can hide it.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutral(value: object) -> object:
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy where every text cell, column name and index label that a spreadsheet would run as a formula starts
+    with a quote instead ("=1+1" -> "'=1+1"), as OWASP advises. Numbers stay numbers: -0.5 is not text."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(_neutral)
+    out.columns = [_neutral(c) for c in out.columns]
+    out.index = out.index.map(_neutral) if out.index.dtype == object else out.index
+    return out
+
+
+def safe_frame_csv(frame: pd.DataFrame, index: bool = False) -> bytes:
+    """`frame_csv` of a table that carries text someone typed or a model wrote: formulas neutralised."""
+    return frame_csv(neutralise_formulas(frame), index=index)
+
+
 def matrix_frame(matrix: np.ndarray, row_labels: Sequence[str], column_labels: Sequence[str]) -> pd.DataFrame:
     """A labelled square (or rectangular) matrix; labels carry the position so repeated tokens stay apart."""
     rows = [f"{i}:{t}" for i, t in enumerate(row_labels)]

@@ -69,10 +69,33 @@ def agreement_figure(table) -> go.Figure:
     return fig
 
 
-def latency_figure(names: Sequence[str], milliseconds: Sequence[float]) -> go.Figure:
-    fig = go.Figure(go.Bar(x=list(milliseconds), y=list(names), orientation="h",
-                           hovertemplate="%{y}: %{x:.0f} ms<extra></extra>"))
-    fig.update_layout(height=120 + 30 * len(names), xaxis_title="latency (ms)", margin=dict(l=10, r=10, t=20, b=10))
+LOAD_SHOWN_FROM_MS = 1.0  # a load quicker than this was a cache hit: no bar (the table has the number)
+
+
+def latency_figure(timings) -> go.Figure:
+    """Per model, on a log axis (load takes seconds, a call milliseconds): load, first call, and the steady state
+    (median of the repeats, whiskers from the fastest to the slowest repeat) where it was measured.
+
+    ``timings`` is `analysis.compare_report.timing_frame`'s table.
+    """
+    names = list(timings["model"])
+    load = [v if v >= LOAD_SHOWN_FROM_MS else None for v in timings["load_ms"]]
+    steady = [None if np.isnan(v) else v for v in timings["steady_ms"]]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(name="load", x=load, y=names, orientation="h", marker_color="#c7c7c7",
+                         hovertemplate="%{y}<br>load: %{x:.1f} ms<extra></extra>"))
+    fig.add_trace(go.Bar(name="first call", x=list(timings["first_call_ms"]), y=names, orientation="h",
+                         marker_color="#ff7f0e", hovertemplate="%{y}<br>first call: %{x:.1f} ms<extra></extra>"))
+    plus = [None if s is None else hi - s for s, hi in zip(steady, timings["steady_max_ms"])]
+    minus = [None if s is None else s - lo for s, lo in zip(steady, timings["steady_min_ms"])]
+    fig.add_trace(go.Bar(name="steady state (median)", x=steady, y=names, orientation="h", marker_color="#1f77b4",
+                         error_x=dict(type="data", array=plus, arrayminus=minus, symmetric=False),
+                         customdata=list(timings["repeats"]),
+                         hovertemplate="%{y}<br>steady state: %{x:.1f} ms, median of %{customdata} calls"
+                                       "<extra></extra>"))
+    fig.update_layout(barmode="group", height=140 + 60 * len(names), xaxis_title="milliseconds (log scale)",
+                      xaxis_type="log", yaxis_autorange="reversed", legend=dict(orientation="h", y=-0.35),
+                      margin=dict(l=10, r=10, t=20, b=10))
     return fig
 
 

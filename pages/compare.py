@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.compare import SUMMARY_COLUMNS, answer_agreement, attention_profile, comparison_table
+from analysis.compare import SUMMARY_COLUMNS, attention_profile, comparison_table
+from analysis.compare_report import (GENERATION_REPEATS, REPEAT_BUDGET_SECONDS, REPEATS, TIMING_COLUMNS,
+                                     comparison_agreement, export_frame, is_transcript, reference_wer, repeat_plan,
+                                     timed_load, timed_run, truncation_warnings, with_timings, with_wer)
+from app.exports import safe_frame_csv
 from app.guard import shown_errors
-from app.media_inputs import audio_input, image_input, source_key
+from app.media_inputs import audio_input, image_input, source_key, transcript_of
 from app.modal_plots import agreement_figure, attention_profile_figure, latency_figure
 from app.model_cache import get_model
 from app.model_kinds import pipeline_pairs, pipeline_tasks_for
@@ -16,10 +20,11 @@ from models.errors import WorkbenchError
 from models.pipelines import pipeline
 
 SEP = " · "  # an entry is "task · model name"
+TIMING_DETAIL = [c for c in TIMING_COLUMNS if c not in ("latency_ms", "timing")]  # in the chart and the CSV
 
 st.header("Compare")
 st.caption("Run several models or pipelines on the same input. Results, latency, agreement and an attention "
-           "summary per model; download the table as CSV.")
+           "summary per model (speech scored against a reference transcript); download it all as CSV.")
 
 kind = st.radio("Input", ["text", "image", "audio"], horizontal=True, **keep("cmp_kind"))
 tasks = pipeline_tasks_for(kind)
@@ -40,45 +45,70 @@ with st.expander("Add a model (folder or hub id)"):
 
 if kind == "text":
     text = st.text_area("Text", example_sentences()[0], **keep("cmp_text"))
-    source, label, digest = text, text[:40], text
+    source, label, digest = text, text, text
 else:
     picked_input = image_input("cmp") if kind == "image" else audio_input("cmp")
     source, label = picked_input if picked_input else (None, "")
     digest = source_key(source)
+reference = None
+if kind == "audio" and source is not None:
+    # the committed transcript of a sample clip (an upload has none, whatever its file name), or one typed here
+    committed = transcript_of(label) if isinstance(source, str) else None
+    typed = st.text_input("Reference transcript", committed or "", key=f"cmp_reference_{digest}",
+                          placeholder="what is said in the clip, to score each transcript against",
+                          help="Transcripts are scored by word error rate against this text (lower is better). "
+                               "The sample clips come with theirs (sample_data/speech/transcripts.csv).")
+    reference = typed.strip() or None
 
+repeat_generation = st.checkbox(
+    f"Time generating models in steady state too ({GENERATION_REPEATS} more calls each)",
+    **keep("cmp_repeat_generation"),
+    help="A model that generates (text, a transcript) is called once: its answer and its time come from that first "
+         f"call. Tick to call it {GENERATION_REPEATS} more times for a steady-state median (and wait that much longer).")
 run = st.button("Compare", type="primary", key="cmp_run", disabled=not picked or source is None)
 if run:
-    results, errors = {}, {}
+    results, timings, errors = {}, {}, {}
     progress = st.progress(0.0, text="Running…")
     for i, entry in enumerate(picked):
         task_name, model_name = entry.split(SEP, 1)
+        progress.progress(i / len(picked), text=f"{entry}…")
         try:
-            pipe = pipeline(task_name, get_model(model_name))
-            pipe(source)  # warm-up: the first call pays one-time costs (allocations, lazy imports)
-            results[entry] = pipe(source)
+            pipe, load_seconds = timed_load(lambda: pipeline(task_name, get_model(model_name)))
+            repeats, budget = repeat_plan(pipe.model, repeat_generation)
+            # the answer is the first call's: no warm-up run is thrown away; repeats (if any) give the steady state
+            results[entry], timings[entry] = timed_run(pipe, source, repeats, budget, load_seconds)
         except WorkbenchError as error:
             errors[entry] = str(error)
         except Exception as error:  # one model failing must not take the comparison down
             errors[entry] = f"{type(error).__name__}: {error}"
-        progress.progress((i + 1) / len(picked), text=f"{entry} done")
     progress.empty()
     # summarised once here, so reruns (a download, a widget) redraw from the table and the traces, which can
     # hold hundreds of megabytes of encoder attention, are not kept in the session
     profile = attention_profile(results)
-    table = comparison_table(results, profile)
+    table = with_timings(comparison_table(results, profile), timings)
     table.insert(1, "input", label)
-    st.session_state["cmp_last"] = {"kind": kind, "input": digest, "table": table, "profile": profile,
-                                    "errors": errors}
+    st.session_state["cmp_last"] = {
+        "kind": kind, "input": digest, "input_text": label, "table": table, "profile": profile, "errors": errors,
+        "order": list(picked), "warnings": truncation_warnings(results), "reference": reference,
+        "transcripts": [entry for entry, result in results.items() if is_transcript(result)]}
 
 last = st.session_state.get("cmp_last")
 if last and last["kind"] == kind:
     with shown_errors("comparing"):
         for entry, message in last["errors"].items():
             st.error(f"{entry}: {message}")
+        for entry, said in last["warnings"].items():
+            for warning in said:
+                st.warning(f"{entry}: {warning} Its answer reads only that part of the input.")
         table, profile = last["table"], last["profile"]
+        # the reference box scores the transcripts it is shown beside; results of another clip keep theirs
+        scored_against = reference if last["input"] == digest else last["reference"]
+        transcripts = {m: a for m, a in zip(table["model"], table["answer"]) if m in last["transcripts"]}
+        wer = reference_wer(transcripts, scored_against) if scored_against and transcripts else None
         if len(table):
             st.subheader("Results")
-            answers = table[[c for c in table.columns if c not in SUMMARY_COLUMNS]]
+            shown = with_wer(table, wer)
+            answers = shown[[c for c in shown.columns if c not in SUMMARY_COLUMNS and c not in TIMING_DETAIL]]
             # fixed widths, so a long generated text cannot push score and latency out of view: the model column
             # as wide as its longest "task · name" (about 7 px a character), so no name is cut short, and the
             # answer gives up what the model column takes
@@ -89,17 +119,35 @@ if last and last["kind"] == kind:
                                         "input": st.column_config.TextColumn("input", width=150),
                                         "answer": st.column_config.TextColumn("answer", width=answer_width),
                                         "score": st.column_config.NumberColumn("score", width=70, format="%.4f"),
+                                        "wer": st.column_config.NumberColumn(
+                                            "WER", width=60, format="%.2f",
+                                            help="word error rate against the reference transcript"),
                                         "latency_ms": st.column_config.NumberColumn("latency (ms)", width=90,
-                                                                                    format="%.1f")})
-            st.download_button("Download CSV", table.to_csv(index=False).encode(), "comparison.csv", "text/csv",
-                               key="cmp_csv", help="Results and the attention summary, one row per model")
+                                                                                    format="%.1f"),
+                                        "timing": st.column_config.TextColumn(
+                                            "timing", width=170, help="which time the latency is")})
+            if wer is not None:
+                st.caption(f"WER: word edits from the reference transcript to the model's, over the reference's "
+                           f"{int(wer['reference_words'].iloc[0])} words (lower case, punctuation dropped). "
+                           f"Reference: \"{scored_against}\"")
+            agreement = comparison_agreement(table)
+            export = export_frame(table, last["order"], last["errors"], last["input_text"], agreement,
+                                  last["warnings"], scored_against, wer)
+            st.download_button("Download CSV", safe_frame_csv(export), "comparison.csv", "text/csv", key="cmp_csv",
+                               help="One row per model, failed ones with their error: the full input, answers, "
+                                    "timing, attention summary, warnings, and the agreement matrix as columns")
             left, right = st.columns(2)
             with left:
-                st.markdown("**Latency** (one call, after a warm-up call)")
-                st.plotly_chart(latency_figure(list(table["model"]), list(table["latency_ms"])), key="cmp_latency")
+                st.markdown("**Latency** (log scale)")
+                st.plotly_chart(latency_figure(table), key="cmp_latency")
+                st.caption(f"Load: getting the model (no bar when the server had it already). First call: the "
+                           f"answer shown, with any one-time costs of a model's first use. Steady state: the "
+                           f"median of up to {REPEATS} further calls within {REPEAT_BUDGET_SECONDS:g} s (whiskers: "
+                           f"fastest to slowest). A model that generates is called once, so its latency is its first "
+                           f"call, unless the box above is ticked. The table's *timing* column says which time each "
+                           f"row's latency is.")
             with right:
                 st.markdown("**Agreement** (1 − word error rate between answers)")
-                agreement = answer_agreement(dict(zip(table["model"], table["answer"])))
                 st.plotly_chart(agreement_figure(agreement), key="cmp_agreement")
             st.subheader("Attention summary")
             st.caption("Mean entropy of the attention rows (nats; lower = more focused heads) in the first and last "

@@ -1,12 +1,20 @@
 """The Compare page on tiny models: several pipelines on one text, image or audio; table, agreement, CSV; bad input."""
 from __future__ import annotations
 
+import io
+import json
+from collections import Counter
+
+import pandas as pd
 import pytest
 
+import app.exports as exports
 import models
 from analysis.compare import answer_agreement
+from analysis.compare_report import GENERATION_REPEATS, REPEATS, reference_wer
 from models import pipeline
-from tests.app.page_helpers import chart_traces, chart_z, decode, open_page, pruned_copies
+from models.pipelines.base import Pipeline
+from tests.app.page_helpers import ROOT, captions, chart_traces, chart_z, decode, open_page, pruned_copies
 from tests.app.test_vision_audio_page import tiny_media, tiny_media_folders  # noqa: F401  (fixtures)
 
 
@@ -96,3 +104,160 @@ def test_session_models_are_offered_only_for_the_input_they_read(tiny_media):  #
     at.button(key="cmp_run").click().run()
     assert not at.exception and not at.error
     assert list(at.dataframe[0].value["model"]) == ["automatic-speech-recognition · whisper-tiny.en"]
+
+
+# --- timing, truncation, the reference transcript and the CSV (issue 15, item 6) ----------------------------
+
+def count_pipeline_calls(monkeypatch) -> Counter:
+    """Every pipeline call the page makes, by task (a subclass's own __call__ ends in the base class's)."""
+    calls: Counter = Counter()
+    real = Pipeline.__call__
+
+    def counted(self, *args, **kwargs):
+        calls[self.task] += 1
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "__call__", counted)
+    return calls
+
+
+def exported_csvs(monkeypatch) -> list[bytes]:
+    """The bytes of every CSV the page hands a download button through app.exports.safe_frame_csv."""
+    made: list[bytes] = []
+    real = exports.safe_frame_csv
+
+    def kept(frame, index=False):
+        made.append(real(frame, index=index))
+        return made[-1]
+
+    monkeypatch.setattr(exports, "safe_frame_csv", kept)
+    return made
+
+
+def chart_spec(at, key: str) -> dict:
+    return next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id and key in c.proto.id)
+
+
+def values(trace: dict, axis: str) -> list:
+    return [None if v is None else float(v) for v in (decode(trace[axis]).tolist())]
+
+
+def test_generation_runs_once_and_the_page_says_which_time_it_shows(tiny_media, monkeypatch):  # noqa: F811
+    calls = count_pipeline_calls(monkeypatch)
+    at = open_page("compare.py")
+    at.text_area(key="cmp_text").set_value("i love this film").run()
+    at.button(key="cmp_run").click().run()
+    assert not at.exception and not at.error
+    assert calls["text-generation"] == 1  # no warm-up generation thrown away, and no repeat
+    assert 2 <= calls["text-classification"] <= 1 + REPEATS  # a fast model: its first call, then the steady state
+    table = at.dataframe[0].value
+    timing = dict(zip(table["model"], table["timing"]))
+    assert timing["text-generation · smollm2"] == "first call"
+    repeats = calls["text-classification"] - 1
+    assert timing["text-classification · minilm-sentiment"].startswith(f"median of {repeats} call")
+    latency = dict(zip(table["model"], table["latency_ms"]))
+    spec = chart_spec(at, "cmp_latency")
+    assert spec["layout"]["xaxis"]["type"] == "log"
+    bars = {t["name"]: dict(zip(t["y"], values(t, "x"))) for t in spec["data"]}
+    assert list(bars) == ["load", "first call", "steady state (median)"]
+    # the table shows 4 decimals
+    assert bars["first call"]["text-generation · smollm2"] == pytest.approx(latency["text-generation · smollm2"],
+                                                                            abs=1e-3)
+    assert bars["steady state (median)"]["text-generation · smollm2"] is None  # not measured, not drawn
+    assert bars["steady state (median)"]["text-classification · minilm-sentiment"] == pytest.approx(
+        latency["text-classification · minilm-sentiment"], abs=1e-3)
+    assert all(v > 0 for v in bars["load"].values())  # the first comparison loads both models
+    assert any("first call" in c and "steady state" in c.lower() for c in captions(at))
+
+    at.checkbox(key="cmp_repeat_generation").check().run()
+    at.button(key="cmp_run").click().run()
+    assert not at.exception and not at.error
+    assert calls["text-generation"] == 1 + 1 + GENERATION_REPEATS  # asked for: the first call and the repeats
+    timing = dict(zip(at.dataframe[0].value["model"], at.dataframe[0].value["timing"]))
+    assert timing["text-generation · smollm2"] == f"median of {GENERATION_REPEATS} calls after the first"
+
+
+def test_a_truncated_input_is_warned_about_on_the_page_and_in_the_csv(tiny_media, monkeypatch):  # noqa: F811
+    made = exported_csvs(monkeypatch)
+    at = open_page("compare.py")
+    at.text_area(key="cmp_text").set_value(" ".join(["word"] * 100)).run()  # the tiny models read 64 tokens
+    at.button(key="cmp_run").click().run()
+    assert not at.exception and not at.error
+    warned = [w.value for w in at.warning]
+    for entry in ("text-classification · minilm-sentiment", "text-generation · smollm2"):
+        assert any(w.startswith(f"{entry}: ") and "truncated to the model's limit of 64" in w for w in warned), warned
+    exported = pd.read_csv(io.BytesIO(made[-1]), keep_default_na=False)
+    assert all("truncated to the model's limit of 64" in w for w in exported["warnings"])
+    at.text_area(key="cmp_text").set_value("i love this film").run()
+    at.button(key="cmp_run").click().run()
+    assert not at.warning
+
+
+def test_the_csv_carries_the_full_input_the_agreement_matrix_and_the_errors(tiny_media, monkeypatch):  # noqa: F811
+    made = exported_csvs(monkeypatch)
+    at = open_page("compare.py")
+    at.session_state["cmp_extra"] = ["fill-mask · minilm"]
+    at.run()
+    text = "=1+1 and then i loved this film, the acting was wonderful"  # longer than 40, and a formula
+    at.text_area(key="cmp_text").set_value(text).run()
+    picked = ["text-classification · minilm-sentiment", "fill-mask · minilm", "text-generation · smollm2"]
+    at.multiselect(key="cmp_models_text").set_value(picked).run()
+    at.button(key="cmp_run").click().run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["model"]) == [picked[0], picked[2]] and list(table["input"]) == [text, text]
+    exported = pd.read_csv(io.BytesIO(made[-1]), keep_default_na=False)
+    assert list(exported["model"]) == picked  # the failed model too, in its place
+    assert list(exported["input"]) == ["'" + text] * 3  # in full, and a spreadsheet will not run it
+    assert "masked-language-model head" in exported["error"][1] and exported["answer"][1] == ""
+    assert list(exported["error"][[0, 2]]) == ["", ""]
+    agreement = answer_agreement(dict(zip(table["model"], table["answer"])))
+    for column in (picked[0], picked[2]):
+        got = exported[f"agreement with {column}"]
+        assert float(got[0]) == pytest.approx(agreement.loc[picked[0], column])
+        assert float(got[2]) == pytest.approx(agreement.loc[picked[2], column]) and got[1] == ""
+    assert {"load_ms", "first_call_ms", "steady_ms", "repeats", "latency_ms", "timing"} <= set(exported)
+    cells = [str(v) for v in exported.to_numpy().ravel()] + list(exported.columns)
+    assert not [c for c in cells if c[:1] in ("=", "+", "@") or (c[:1] == "-" and not _number(c))]
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def test_speech_is_scored_against_the_reference_transcript(tiny_media, monkeypatch):  # noqa: F811
+    calls = count_pipeline_calls(monkeypatch)
+    made = exported_csvs(monkeypatch)
+    at = open_page("compare.py")
+    at.radio(key="cmp_kind").set_value("audio").run()
+    at.selectbox(key="cmp_audio_choice").set_value("clip_02.wav").run()
+    spoken = "please turn off the lights when you leave the room"  # sample_data/speech/transcripts.csv
+    assert reference_box(at).value == spoken
+    at.button(key="cmp_run").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    heard = table["answer"][0]
+    assert table["wer"][0] == pytest.approx(reference_wer({"m": heard}, spoken)["wer"][0], abs=1e-4)
+    exported = pd.read_csv(io.BytesIO(made[-1]), keep_default_na=False)
+    assert exported["reference"][0] == spoken and float(exported["wer"][0]) == pytest.approx(table["wer"][0], abs=1e-4)
+    before = sum(calls.values())
+    reference_box(at).set_value(heard or "silence").run()  # rescored as typed, without running the model again
+    assert at.dataframe[0].value["wer"][0] == pytest.approx(0.0 if heard else 1.0) and sum(calls.values()) == before
+
+    at.selectbox(key="cmp_audio_choice").set_value("formats/clip_01.mp3").run()
+    assert reference_box(at).value == "the quick brown fox jumps over the lazy dog"
+    # an upload has no committed transcript, whatever its name
+    at.selectbox(key="cmp_audio_choice").set_value("Upload a file…").run()
+    clip = (ROOT / "sample_data" / "speech" / "clip_01.wav").read_bytes()
+    at.file_uploader(key="cmp_audio_file").set_value(("clip_01.wav", clip, "audio/wav")).run()
+    assert reference_box(at).value == ""
+    at.button(key="cmp_run").click().run()
+    assert not at.exception and not at.error and "wer" not in at.dataframe[0].value
+
+
+def reference_box(at):
+    return next(t for t in at.text_input if t.label == "Reference transcript")
