@@ -47,6 +47,8 @@ class EncoderEmbeddings(nn.Module):
 
 # config keys transformers' modeling code reads that change the arithmetic, each mapped or refused below
 # (training-only keys, such as dropout, are left out: tests/models/test_config_keys.py checks the list)
+# chunk_size_feed_forward: transformers may split the MLP over positions, which gives the same numbers
+IGNORED_KEYS = ("chunk_size_feed_forward",)
 READ_KEYS = (
     "hidden_act", "hidden_size", "intermediate_size", "layer_norm_eps", "max_position_embeddings",
     "num_attention_heads", "num_hidden_layers", "pad_token_id", "type_vocab_size", "vocab_size",

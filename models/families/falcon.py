@@ -35,8 +35,12 @@ DEFAULTS: dict[str, Any] = {
     "tie_word_embeddings": True, "pruned_heads": {},
 }
 READ_KEYS = tuple(DEFAULTS)
-IGNORED_KEYS = ("attention_dropout", "hidden_dropout", "classifier_dropout")  # dropout: training only
-REFUSED_KEYS = ("alibi", "rope_scaling", "activation", "parallel_attn", "num_ln_in_parallel_attn", "num_kv_heads")
+IGNORED_KEYS = ("attention_dropout", "hidden_dropout", "classifier_dropout",  # dropout: training only
+                "original_max_position_embeddings")  # original_max_position_embeddings: read by scaled rotary types only, and rope_scaling is refused
+# head_dim and partial_rotary_factor: transformers' rotary table reads them when a config.json carries them
+REFUSED_KEYS = ("alibi", "rope_scaling", "activation", "parallel_attn", "num_ln_in_parallel_attn", "num_kv_heads",
+                "head_dim", "partial_rotary_factor")
+READ_KEYS = READ_KEYS + ("head_dim", "partial_rotary_factor")
 
 
 def _check(hf: dict[str, Any]) -> None:
@@ -46,6 +50,7 @@ def _check(hf: dict[str, Any]) -> None:
         hf, "Falcon", alibi=lambda v: not v,  # ALiBi's linear position biases are not implemented
         rope_scaling=lambda v: not v or v.get("rope_type", v.get("type")) in (None, "default"),
         activation=lambda v: v in ACTIVATIONS,
+        head_dim=lambda v: v in (None, hf["hidden_size"] // heads), partial_rotary_factor=lambda v: v in (None, 1, 1.0),
         # the new architecture's layers are always parallel: without parallel_attn transformers builds no norms it
         # then reads; the old one has a single parallel norm only
         parallel_attn=lambda v: v or not new,

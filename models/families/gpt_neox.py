@@ -31,14 +31,17 @@ DEFAULTS: dict[str, Any] = {
 # two back, so the copies are never read; `rms_norm_eps` belongs to GPTNeoXDecoderLayer, a Llama-style layer the
 # GPT-NeoX model never builds; `is_decoder` is read in a docstring only
 READ_KEYS = (*DEFAULTS, "partial_rotary_factor", "rope_theta", "rms_norm_eps", "is_decoder")
-IGNORED_KEYS = ("attention_dropout", "hidden_dropout", "classifier_dropout")  # dropout: training only
-REFUSED_KEYS = ("rope_scaling", "hidden_act")
+IGNORED_KEYS = ("attention_dropout", "hidden_dropout", "classifier_dropout",  # dropout: training only
+                "original_max_position_embeddings")  # original_max_position_embeddings: read by scaled rotary types only, and rope_scaling is refused
+REFUSED_KEYS = ("rope_scaling", "hidden_act", "head_dim")  # head_dim: transformers' rotary table reads it if given
+READ_KEYS = READ_KEYS + ("head_dim",)
 
 
 def _check(hf: dict[str, Any]) -> None:
     """Refuse, by key and value, what this family does not compute."""
     refuse_unsupported(hf, "GPT-NeoX", hidden_act=lambda v: v in ACTIVATIONS,
-                       rope_scaling=lambda v: not v or v.get("rope_type", v.get("type")) in (None, "default"))
+                       rope_scaling=lambda v: not v or v.get("rope_type", v.get("type")) in (None, "default"),
+                       head_dim=lambda v: v in (None, hf["hidden_size"] // hf["num_attention_heads"]))
 
 
 def _config(source: dict[str, Any]) -> ModelConfig:

@@ -26,7 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "pad_token_id": None, "pruned_heads": {},
 }
 READ_KEYS = tuple(DEFAULTS)
-IGNORED_KEYS = ("attention_dropout", "embd_pdrop", "resid_pdrop")  # dropout: training only
+IGNORED_KEYS = ("attention_dropout", "embd_pdrop", "resid_pdrop",  # dropout: training only
+                "original_max_position_embeddings")  # original_max_position_embeddings: read by scaled rotary types only, and rope_scaling is refused
 REFUSED_KEYS = ("rope_scaling", "hidden_act", "head_dim", "partial_rotary_factor")
 
 

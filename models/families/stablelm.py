@@ -81,8 +81,10 @@ DEFAULTS: dict[str, Any] = {
 }
 # `n_positions` and `attn_implementation` are read in a docstring and a warning only
 READ_KEYS = (*DEFAULTS, "n_positions", "attn_implementation")
-IGNORED_KEYS = ("attention_dropout", "hidden_dropout")  # dropout: training only
-REFUSED_KEYS = ("rope_scaling", "hidden_act", "partial_rotary_factor")
+IGNORED_KEYS = ("attention_dropout", "hidden_dropout",  # dropout: training only
+                "original_max_position_embeddings")  # original_max_position_embeddings: read by scaled rotary types only, and rope_scaling is refused
+REFUSED_KEYS = ("rope_scaling", "hidden_act", "partial_rotary_factor", "head_dim")
+READ_KEYS = READ_KEYS + ("head_dim",)  # transformers' rotary table reads head_dim when a config.json carries it
 
 
 def _check(hf: dict[str, Any]) -> None:
@@ -91,7 +93,8 @@ def _check(hf: dict[str, Any]) -> None:
     refuse_unsupported(hf, "StableLM", hidden_act=lambda v: v in ACTIVATIONS,
                        rope_scaling=lambda v: not v or v.get("rope_type", v.get("type")) in (None, "default"),
                        # it slices int(d_head * factor) dims but its angle table is even: odd widths cannot run there
-                       partial_rotary_factor=lambda v: int(d_head * v) % 2 == 0)
+                       partial_rotary_factor=lambda v: int(d_head * v) % 2 == 0,
+                       head_dim=lambda v: v in (None, d_head))
 
 
 def _config(source: dict[str, Any]) -> ModelConfig:

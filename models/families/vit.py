@@ -63,6 +63,8 @@ class ClsClassifierHead(nn.Module):
 
 
 # config keys transformers' modeling code reads that change the arithmetic, each mapped or refused below
+# chunk_size_feed_forward: transformers may split the MLP over positions, which gives the same numbers
+IGNORED_KEYS = ("chunk_size_feed_forward",)
 READ_KEYS = ("hidden_act", "hidden_size", "image_size", "intermediate_size", "layer_norm_eps", "num_attention_heads",
              "num_channels", "num_hidden_layers", "patch_size", "pooler_act", "pooler_output_size", "qkv_bias",
              "encoder_stride")  # encoder_stride: only ViTForMaskedImageModeling's decoder, which has no head here

@@ -137,6 +137,13 @@ class AudioClassificationHead(nn.Module):
 
 # config keys transformers' modeling code reads that change the arithmetic, each mapped or refused below
 # (pretraining-only keys, codevectors and negatives, and the x-vector head's tdnn keys have no use here)
+# pretraining (codevectors, negatives, losses), SpecAugment and layer drop act in training only; the x-vector
+# head's tdnn and the adapters' kernel sizes belong to parts the workbench refuses or does not build
+IGNORED_KEYS = ("apply_spec_augment", "mask_time_prob", "mask_time_length", "mask_time_min_masks", "mask_feature_prob",
+                "mask_feature_length", "mask_feature_min_masks", "layerdrop", "ctc_loss_reduction", "ctc_zero_infinity",
+                "diversity_loss_weight", "contrastive_logits_temperature", "num_negatives", "codevector_dim",
+                "proj_codevector_dim", "num_codevectors_per_group", "num_codevector_groups", "tdnn_dim", "tdnn_kernel",
+                "tdnn_dilation", "xvector_output_dim", "num_adapter_layers", "adapter_kernel_size", "adapter_stride")
 READ_KEYS = ("conv_bias", "conv_dim", "conv_kernel", "conv_stride", "do_stable_layer_norm", "feat_extract_activation",
              "feat_extract_norm", "hidden_act", "hidden_size", "intermediate_size", "layer_norm_eps",
              "num_attention_heads", "num_conv_pos_embedding_groups", "num_conv_pos_embeddings",

@@ -87,6 +87,11 @@ def encoder_config(cfg: ModelConfig) -> ModelConfig:
 
 # config keys transformers' modeling code reads that change the arithmetic, each mapped or refused below.
 # scale_embedding is read into an `embed_scale` that transformers' Whisper never applies, so it changes nothing.
+# SpecAugment and layer drop act in training only; hidden_size, n_positions and num_hidden_layers are aliases of
+# d_model, max_target_positions and encoder_layers; median_filter_width smooths word timestamps, not a forward
+IGNORED_KEYS = ("apply_spec_augment", "mask_time_prob", "mask_time_length", "mask_time_min_masks", "mask_feature_prob",
+                "mask_feature_length", "mask_feature_min_masks", "encoder_layerdrop", "decoder_layerdrop", "id2label",
+                "hidden_size", "n_positions", "num_hidden_layers", "median_filter_width")
 READ_KEYS = ("activation_function", "d_model", "decoder_attention_heads", "decoder_ffn_dim", "decoder_layers",
              "decoder_start_token_id", "encoder_attention_heads", "encoder_ffn_dim", "encoder_layers",
              "max_source_positions", "max_target_positions", "num_mel_bins", "pad_token_id", "vocab_size",

@@ -12,7 +12,6 @@ from models.errors import UnsupportedArchitectureError
 from models.families import FAMILIES, granite
 from tests.models.decoder_classifier import check_score_head_on_bare_model
 from tests.models.decoder_parity import TEXT, check_decoder_family, make_decoder_checkpoint
-from tests.models.family_keys import keys_read
 
 TINY = dict(hidden_size=30, num_hidden_layers=2, num_attention_heads=5, num_key_value_heads=5, intermediate_size=41,
             max_position_embeddings=64)
@@ -70,6 +69,3 @@ def test_a_refused_value_names_its_key(key, value):
         FAMILIES["granite"].config_from_hf(hf)
     assert key in granite.REFUSED_KEYS and key in granite.READ_KEYS
 
-
-def test_every_key_transformers_reads_is_handled_refused_or_ignored():
-    assert keys_read("granite") - set(granite.READ_KEYS) - set(granite.IGNORED_KEYS) == set()

@@ -22,7 +22,6 @@ from models.rotary import rotary_tables, scaled_context_length
 from tests.models.decoder_classifier import check_sequence_classification
 from tests.models.decoder_parity import (TEXT, assert_same_trace, check_decoder_family, make_decoder_checkpoint,
                                          reference_outputs)
-from tests.models.family_keys import keys_read
 
 # d_head 8 (4 angular speeds); a small base so even the slowest dims turn within 30 positions
 TINY = dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=6, num_key_value_heads=2, intermediate_size=45,
@@ -155,8 +154,3 @@ def test_a_refused_value_names_its_key(key, value):
 def test_plain_rotary_under_a_default_rope_type():
     assert FAMILIES["llama"].config_from_hf(_hf(rope_scaling={"rope_type": "default"})).rope_scaling is None
 
-
-@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2"])
-def test_every_key_transformers_reads_is_handled_refused_or_ignored(model_type):
-    known = set(llama.READ_KEYS) | set(llama.IGNORED_KEYS)
-    assert keys_read(model_type) - known == set()
