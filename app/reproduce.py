@@ -335,3 +335,42 @@ def interventions_code(model_expression: str, patching: PatchingCode | None = No
                   "step.attention  # (layers, heads, context): the new position's attention",
                   "step.lens_frame()  # logit lens at the new position"]
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- Compare
+def compare_code(runs: Sequence[tuple[str, str, str]], source_expression: str, reference: str | None = None,
+                 repeat_generation: bool = False) -> str:
+    """Code for the Compare page: each (entry, task, model expression) run and timed as the page does, the table,
+    the agreement matrix and, given a reference transcript, each transcript's word error rate.
+
+    ``source_expression`` is Python for the input (a text's repr, a file path's repr).
+    """
+    lines = [
+        "from analysis.compare import comparison_table, top_answer",
+        "from analysis.compare_report import (comparison_agreement, is_transcript, reference_wer, repeat_plan,",
+        "                                     timed_load, timed_run, with_timings)",
+        "from models import load_model, pipeline",
+        "",
+        f"source = {source_expression}",
+        "loaders = {  # 'task · model': (task, how to get the model)",
+    ]
+    for entry, task, expression in runs:
+        code, _, note = expression.partition("  # ")
+        lines.append(f"    {entry!r}: ({task!r}, lambda: {code}),{'  # ' + note if note else ''}")
+    lines += [
+        "}",
+        "results, timings = {}, {}",
+        "for entry, (task, get_model) in loaders.items():",
+        "    pipe, load_seconds = timed_load(lambda: pipeline(task, get_model()))",
+        f"    repeats, budget = repeat_plan(pipe.model, repeat_generation={repeat_generation!r})  "
+        "# a generating model: once, unless asked",
+        "    # the answer is the first call's; the repeats after it give the steady-state median",
+        "    results[entry], timings[entry] = timed_run(pipe, source, repeats, budget, load_seconds)",
+        "table = with_timings(comparison_table(results), timings)  # answer, score, load / first call / steady state",
+        "agreement = comparison_agreement(table)  # 1 - word error rate between answers",
+    ]
+    if reference:
+        lines += [f"reference = {reference!r}",
+                  "transcripts = {e: top_answer(r) for e, r in results.items() if is_transcript(r)}",
+                  "reference_wer(transcripts, reference)  # word edits / reference words, per transcript"]
+    return "\n".join(lines) + "\n"

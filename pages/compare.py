@@ -2,6 +2,8 @@
 agreement between their answers, and a compact attention summary each; exportable as CSV."""
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from analysis.compare import SUMMARY_COLUMNS, attention_profile, comparison_table
@@ -10,10 +12,11 @@ from analysis.compare_report import (GENERATION_REPEATS, REPEAT_BUDGET_SECONDS, 
                                      timed_load, timed_run, truncation_warnings, with_timings, with_wer)
 from app.exports import safe_frame_csv
 from app.guard import shown_errors
-from app.media_inputs import audio_input, image_input, source_key, transcript_of
+from app.media_inputs import ROOT, audio_input, image_input, source_key, transcript_of
 from app.modal_plots import agreement_figure, attention_profile_figure, latency_figure
-from app.model_cache import get_model
+from app.model_cache import get_model, model_recipe
 from app.model_kinds import pipeline_pairs, pipeline_tasks_for
+from app.reproduce import compare_code
 from app.state import keep
 from app.sidebar import example_sentences
 from models.errors import WorkbenchError
@@ -87,10 +90,17 @@ if run:
     profile = attention_profile(results)
     table = with_timings(comparison_table(results, profile), timings)
     table.insert(1, "input", label)
+    if kind == "text" or not isinstance(source, str):
+        source_code = repr(source) if kind == "text" else f"{label!r}  # the uploaded file, saved under its name"
+    else:
+        source_code = repr(os.path.relpath(source, ROOT))  # a sample, from the repository root
+    code_runs = [(entry, *entry.split(SEP, 1)) for entry in picked if entry in results]  # the ones that ran
     st.session_state["cmp_last"] = {
         "kind": kind, "input": digest, "input_text": label, "table": table, "profile": profile, "errors": errors,
         "order": list(picked), "warnings": truncation_warnings(results), "reference": reference,
-        "transcripts": [entry for entry, result in results.items() if is_transcript(result)]}
+        "transcripts": [entry for entry, result in results.items() if is_transcript(result)],
+        "code": ([(entry, task_name, model_recipe(name)) for entry, task_name, name in code_runs], source_code,
+                 repeat_generation)}
 
 last = st.session_state.get("cmp_last")
 if last and last["kind"] == kind:
@@ -155,5 +165,8 @@ if last and last["kind"] == kind:
                        "Speech and image models are summarised by their encoder.")
             st.dataframe(table[["model", *SUMMARY_COLUMNS]].round(3), hide_index=True, key="cmp_attention")
             st.plotly_chart(attention_profile_figure(profile), key="cmp_profile")
+            with st.expander("Code to reproduce"):
+                runs, source_code, repeated = last["code"]
+                st.code(compare_code(runs, source_code, scored_against, repeated), language="python")
 elif not picked:
     st.info("Choose at least one model.")

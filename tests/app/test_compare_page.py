@@ -261,3 +261,30 @@ def test_speech_is_scored_against_the_reference_transcript(tiny_media, monkeypat
 
 def reference_box(at):
     return next(t for t in at.text_input if t.label == "Reference transcript")
+
+
+def test_the_code_to_reproduce_gives_the_pages_answers_and_scores(tiny_media, monkeypatch):  # noqa: F811
+    at = open_page("compare.py")
+    at.radio(key="cmp_kind").set_value("audio").run()
+    at.selectbox(key="cmp_audio_choice").set_value("clip_02.wav").run()
+    at.button(key="cmp_run").click().run()
+    table = at.dataframe[0].value
+    code = next(c.value for c in at.code if "timed_run" in c.value)
+    assert "source = 'sample_data/speech/clip_02.wav'" in code
+    monkeypatch.chdir(ROOT)
+    namespace: dict = {}
+    exec(compile(code + "\nwer = reference_wer(transcripts, reference)\n", "<compare code>", "exec"), namespace)
+    assert list(namespace["table"]["model"]) == list(table["model"])
+    assert list(namespace["table"]["answer"]) == list(table["answer"])
+    assert namespace["wer"]["wer"].tolist() == pytest.approx(table["wer"].tolist(), abs=1e-4)
+    assert list(namespace["table"]["timing"]) == ["first call"]  # a generating model, called once there too
+
+    at.radio(key="cmp_kind").set_value("text").run()
+    at.text_area(key="cmp_text").set_value("it's \"fine\"\nreally").run()
+    at.button(key="cmp_run").click().run()
+    table = at.dataframe[0].value
+    code = next(c.value for c in at.code if "timed_run" in c.value)
+    namespace = {}
+    exec(compile(code, "<compare code>", "exec"), namespace)
+    assert list(namespace["table"]["answer"]) == list(table["answer"])
+    assert namespace["agreement"].to_numpy().tolist() == chart_z(at, "cmp_agreement").tolist()
