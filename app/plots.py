@@ -2,20 +2,90 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
 
-def attention_heatmap(weights: np.ndarray, tokens: list[str], title: str = "") -> go.Figure:
-    """Rows are queries (attending), columns keys (attended to); the colour is the weight."""
+AUTO, LINEAR, CLIPPED, LOG = "auto", "linear", "clipped", "log"
+COLOUR_SCALES = {AUTO: "Auto (readable)", LINEAR: "Linear 0 to max", CLIPPED: "Clipped at the 99th percentile",
+                 LOG: "Logarithmic"}
+READABLE_SHARE = 0.10    # a scale is readable when at least this share of the weights gets a visible colour
+VISIBLE = 0.10           # ... that is, at least this far along the colour bar
+CLIP_QUANTILE = 0.99
+OUTLIER_RATIO = 3.0      # "auto" clips when the largest weight is this many times the 99th percentile
+
+
+@dataclass(frozen=True)
+class ColourScale:
+    """How attention weights are coloured: the values drawn (z), their range, and the colour bar's ticks."""
+    kind: str                                # LINEAR, CLIPPED or LOG
+    z: np.ndarray                            # what the heatmap draws (log10 of the weights for LOG)
+    zmin: float
+    zmax: float
+    tickvals: list[float] | None = None      # colour bar ticks, in z units, and their text (weights)
+    ticktext: list[str] | None = None
+    note: str = ""                           # one sentence for the page: what the colours mean
+
+    def visible_share(self, weights: np.ndarray) -> float:
+        """The share of nonzero weights drawn at least ``VISIBLE`` along the colour bar."""
+        span = max(self.zmax - self.zmin, 1e-12)
+        drawn = (np.clip(self.z, self.zmin, self.zmax) - self.zmin) / span
+        present = np.asarray(weights) > 0
+        return float((drawn[present] >= VISIBLE).mean()) if present.any() else 1.0
+
+
+def colour_scale(weights: np.ndarray, kind: str = AUTO) -> ColourScale:
+    """Colours for an attention matrix: "linear", "clipped", "log" or "auto".
+
+    At long inputs a few weights (the first token, an "attention sink", or a token attending to itself) are
+    many times the rest, and a linear 0-to-max scale draws ~99 % of the cells white (smollm2, 256 tokens: 1.8 %
+    of the weights get a visible colour). "auto" then clips at the 99th percentile of the nonzero weights, which
+    keeps the scale linear and shows the structure (previous-token diagonals, columns); "log" shows every decade.
+    """
+    weights = np.asarray(weights, dtype=float)
+    top = float(max(weights.max(), 1e-9))
+    nonzero = weights[weights > 0]
+    if kind == LINEAR or nonzero.size == 0:
+        return ColourScale(LINEAR, weights, 0.0, top, note=f"Linear colour scale from 0 to the largest weight ({top:.3f}).")
+    if kind in (CLIPPED, AUTO):
+        cap = float(np.quantile(nonzero, CLIP_QUANTILE))
+        above = float((weights > cap).mean())
+        clipped = ColourScale(CLIPPED, weights, 0.0, max(cap, 1e-9),
+                              note=f"Colours clipped at the 99th percentile of the weights ({cap:.3f}): the {above:.1%} "
+                                   f"above it, up to {top:.3f}, are drawn in the darkest colour; hover for values.")
+        if kind == CLIPPED:
+            return clipped
+        linear = colour_scale(weights, LINEAR)
+        if top <= OUTLIER_RATIO * cap or linear.visible_share(weights) >= READABLE_SHARE:
+            return linear  # no few weights dwarf the rest: the plain scale reads well
+        return clipped
+    floor = max(float(nonzero.min()), top * 1e-4)  # four decades below the largest weight at most
+    low, high = np.log10(floor), np.log10(top)
+    decades = list(range(int(np.ceil(low)), int(np.floor(high)) + 1)) or [round(high)]
+    return ColourScale(LOG, np.log10(np.clip(weights, floor, None)), float(low), float(high),
+                       tickvals=[float(d) for d in decades], ticktext=[f"{10.0 ** d:g}" for d in decades],
+                       note=f"Logarithmic colour scale from {floor:.1e} to {top:.3f}: each step of the bar is ten "
+                            "times the weight; hover for values.")
+
+
+def attention_heatmap(weights: np.ndarray, tokens: list[str], title: str = "", scale: str = AUTO) -> go.Figure:
+    """Rows are queries (attending), columns keys (attended to); the colour is the weight (``colour_scale``)."""
     labels = _unique(tokens)
-    fig = go.Figure(go.Heatmap(z=weights, x=labels, y=labels, colorscale="Blues", zmin=0, zmax=float(max(weights.max(), 1e-9)),
-                               hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"))
+    weights = np.asarray(weights, dtype=float)
+    colours = colour_scale(weights, scale)
+    colorbar = dict(title="weight")
+    if colours.tickvals is not None:
+        colorbar.update(tickvals=colours.tickvals, ticktext=colours.ticktext)
+    fig = go.Figure(go.Heatmap(z=colours.z, x=labels, y=labels, colorscale="Blues", zmin=colours.zmin,
+                               zmax=colours.zmax, customdata=weights, colorbar=colorbar,
+                               hovertemplate="query %{y}<br>key %{x}<br>weight %{customdata:.4f}<extra></extra>"))
     side = min(900, 180 + 22 * len(tokens))
     fig.update_layout(title=title, height=side, width=side + 60, yaxis_autorange="reversed",
-                      xaxis_title="key (attended to)", yaxis_title="query (attending)", margin=dict(l=10, r=10, t=40, b=10))
+                      xaxis_title="key (attended to)", yaxis_title="query (attending)", margin=dict(l=10, r=10, t=40, b=10),
+                      meta=dict(colour_scale=colours.kind, note=colours.note))
     return fig
 
 

@@ -16,7 +16,7 @@ from app.guard import shown_errors
 from app.head_labels import head_label, parse_heads, pruned_label
 from app.page_setup import selected_model_or_stop
 from app.model_cache import get_model, keep_session_model, model_recipe
-from app.plots import attention_heatmap, head_stat_grid, token_bar
+from app.plots import AUTO, COLOUR_SCALES, attention_heatmap, head_stat_grid, token_bar
 from app.reproduce import attention_code, prune_recipe
 from app.sidebar import text_input
 from app.sparse_view import sparse_head_view_html
@@ -129,11 +129,17 @@ with tab_view, shown_errors("drawing the attention view"):
     st.iframe(html, height=height)
     st.caption(f"Sent to the browser: {payload_size_bytes(html) / 1e6:.2f} MB (libraries inlined, no network).")
 
+scale = AUTO
 with tab_heatmap, shown_errors("drawing the heatmap"):
     weights = head_pattern(trace, layer, head_arg).numpy()  # (n, n)
-    fig = attention_heatmap(weights, tokens, title=title)
+    scale = st.radio("Colour scale", list(COLOUR_SCALES), format_func=COLOUR_SCALES.get, horizontal=True,
+                     **keep("attention_scale"), help="At long inputs a few weights (often the first token) dwarf "
+                                                     "the rest; clipped and log scales show the others. Also "
+                                                     "used for the rollout.")
+    fig = attention_heatmap(weights, tokens, title=title, scale=scale)
     st.plotly_chart(fig, key="attention_heatmap")
     st.caption(heatmap_summary(weights, tokens, title))
+    st.caption(fig.layout.meta["note"])
     stem = f"attention_{name}_L{layer}_{'mean' if head == MEAN_LABEL else f'H{head}'}".replace("/", "_")
     c1, c2, c3 = st.columns(3)
     c1.download_button("Figure as PNG", lambda: matrix_png(weights, tokens, tokens, title, "key (attended to)",
@@ -164,8 +170,9 @@ with tab_rollout, shown_errors("computing attention rollout"):
     rollouts = session_memo("attention_rollout", (trace_key, residual),
                             lambda: rollout_per_layer(example_attentions(trace), residual_weight=residual))
     rollout = rollouts[layer].numpy()  # (n, n)
-    roll_fig = attention_heatmap(rollout, tokens, title=f"Rollout through layer {layer}")
+    roll_fig = attention_heatmap(rollout, tokens, title=f"Rollout through layer {layer}", scale=scale)
     st.plotly_chart(roll_fig, key="attention_rollout_heatmap")
+    st.caption(roll_fig.layout.meta["note"])
     query_default = n - 1 if model.config.causal else 0  # what a causal LM predicts from / BERT's [CLS]
     keep_valid("attention_rollout_query", range(n), default=query_default)
     query = st.selectbox("Position", list(range(n)), **keep("attention_rollout_query"),

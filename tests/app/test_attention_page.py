@@ -224,3 +224,56 @@ def test_truncation_names_the_workbench_cap_apart_from_the_model_limit(tiny_mode
     assert len(said) == 1 and "model's limit" not in said[0]
     assert said[0].startswith("The text has 141 tokens; the workbench reads the first 16: that is the workbench's own cap")
     assert said[0].endswith(f"smollm2 itself allows {allowed} positions.")
+
+
+def _sink_pattern(n: int = 236) -> np.ndarray:
+    """Causal attention at a long input as real models give it: the first token takes most of every row."""
+    weights = np.zeros((n, n))
+    for i in range(n):
+        weights[i, : i + 1] = 0.1 / (i + 1)                       # a little everywhere
+        weights[i, max(i - 1, 0)] += 0.05                          # a previous-token head's diagonal
+        weights[i, 0] += 1.0 - weights[i].sum()                    # the rest on the first token
+    return weights
+
+
+def _drawn(fig) -> np.ndarray:
+    """Where each cell sits along the heatmap's colour bar, 0 (white) to 1 (darkest)."""
+    trace = fig.data[0]
+    z, low, high = np.asarray(trace.z, dtype=float), float(trace.zmin), float(trace.zmax)
+    return (np.clip(z, low, high) - low) / (high - low)
+
+
+def test_long_input_heatmap_picks_a_readable_scale_by_default():
+    """Issue 18, bug 6: at 236 tokens the first token dominates a linear 0-1 scale and the heatmap is almost white."""
+    from app.plots import attention_heatmap
+
+    weights = _sink_pattern()
+    n, present = len(weights), weights > 0
+    tokens = [f"t{i}" for i in range(n)]
+    diagonal = (np.arange(2, n), np.arange(1, n - 1))  # the previous-token head's cells
+    linear = _drawn(attention_heatmap(weights, tokens, scale="linear"))
+    assert (linear[present] >= 0.1).mean() < 0.05 and linear[diagonal].max() < 0.1  # the white picture
+    fig = attention_heatmap(weights, tokens)  # the default
+    shown = _drawn(fig)
+    assert fig.layout.meta["colour_scale"] == "clipped" and fig.data[0].zmax < weights.max()
+    assert shown[diagonal].min() >= 0.5                                   # the diagonal reads as a line
+    np.testing.assert_allclose(np.asarray(fig.data[0].customdata, dtype=float), weights)  # hover: the real weights
+    log = attention_heatmap(weights, tokens, scale="log")
+    assert _drawn(log)[diagonal].min() >= 0.5 and log.data[0].colorbar.ticktext[-1] == "1"
+    small = np.full((4, 4), 0.25)
+    assert attention_heatmap(small, list("abcd")).layout.meta["colour_scale"] == "linear"  # nothing to clip
+
+
+def test_attention_page_offers_clipped_and_log_scales(tiny_models):
+    at = open_page()
+    at.text_area(key="attention_free").set_value(TEXT).run()
+    scale = at.radio(key="attention_scale")
+    assert scale.value == "auto" and scale.options == ["Auto (readable)", "Linear 0 to max",
+                                                       "Clipped at the 99th percentile", "Logarithmic"]
+    scale.set_value("log").run()
+    assert not at.exception and not at.error
+    weights = head_pattern(models.load_model("minilm").run(TEXT), 0, MEAN_OF_LAYER).numpy()
+    np.testing.assert_allclose(chart_z(at, "attention_heatmap"), np.log10(weights), atol=1e-5)
+    assert any(c.startswith("Logarithmic colour scale") for c in captions(at))
+    rollout_note = [c for c in captions(at) if c.startswith("Logarithmic")]
+    assert len(rollout_note) == 2  # the rollout follows the choice
