@@ -1,7 +1,8 @@
 """The few lines of Python, on the core's public API, that reproduce what a page shows: one module for every page.
 
-Researchers paste them into a notebook run from the repository root; tests execute them and
-compare with the page. Every value is written with ``repr`` so texts with quotes or newlines
+Researchers paste them into a notebook run from the repository root, or save them as a script;
+either way each snippet prints what the page shows (a bare expression at the end of a line
+shows nothing in a script). Tests execute them and compare with the page. Every value is written with ``repr`` so texts with quotes or newlines
 survive. The recipes (``prune_recipe``, ``add_tokens_recipe``, ``with_head_recipe``) are the
 expressions a session-owned model remembers (`app.model_cache.add_session_model`), so a page's
 code can start from a model made on another page.
@@ -51,10 +52,14 @@ def attention_code(model_expression: str, text: object, layer: int, head: int | 
         "from analysis.attention import head_pattern, head_statistics, rollout_per_layer, special_tokens_of",
         "",
         *_run_lines(model_expression, text, mask),
+        "print(trace.tokens[0])",
         f"weights = head_pattern(trace, layer={layer}, head={head!r})  # (tokens, tokens): rows attend to columns",
+        f"print('attention, layer {layer}, head {head}:', weights, sep='\\n')",
         "stats = head_statistics(trace, special_tokens_of(model), causal=model.config.causal)  # one row per head",
+        "print(stats)",
         f"rollout = rollout_per_layer(trace.attentions, residual_weight={residual_weight})[{layer}]"
         f"  # Abnar & Zuidema 2020, through layer {layer}",
+        f"print('rollout through layer {layer}:', rollout, sep='\\n')",
         "",
         "# bertviz's head view as a file that opens offline:",
         "# from app.bertviz_offline import head_view_html",
@@ -77,14 +82,17 @@ def hidden_states_code(model_expression: str, text: object, lens_positions: Sequ
     if lens_positions is not None:
         first, last = lens_positions[0], lens_positions[-1]
         lines += [f"lens = logit_lens(model, trace, positions=range({first}, {last + 1}), top_k={lens_top_k})",
-                  "lens.top1_table()  # layers x positions: each layer's top token"]
+                  "print(lens.top1_table())  # layers x positions: each layer's top token"]
     lines += [
         "norms = residual_norms(trace)  # (layers + 1, tokens): L2 norm of the residual stream",
+        "print('residual norms, layers x tokens:', norms, sep='\\n')",
         f"layer_cos = layer_cosine_similarity(trace, position={cosine_position!r})  # (layers + 1, layers + 1)",
+        "print('cosine similarity between layers:', layer_cos, sep='\\n')",
         f"token_cos = token_cosine_similarity(trace, layer={cosine_layer})  # (tokens, tokens)",
+        f"print('cosine similarity between tokens at layer {cosine_layer}:', token_cos, sep='\\n')",
         f"projection = pca_projection(trace, layers=range({pca_layers[0]}, {pca_layers[-1] + 1}), "
         f"normalize={pca_normalize})",
-        "projection.frame  # layer, position, token, pc1, pc2",
+        "print(projection.frame)  # layer, position, token, pc1, pc2",
     ]
     return "\n".join(lines) + "\n"
 
@@ -127,12 +135,14 @@ def heads_code(model_expression: str, source: EvalSource, method: str, params: d
     lines += ["", f"model = {model_expression}", *_data_lines(source, needs_loss or bool(curve))]
     target = "data" if needs_loss else "texts"
     lines += [f"importance = compute_head_importance(model, {target}, {method!r}{call_params})",
-              "importance.table()  # layers x heads, the heatmap; importance.to_frame() ranks them"]
+              "print(importance.table())  # layers x heads, the heatmap",
+              "print(importance.to_frame())  # one row per head, ranked: the Scores tab"]
     if mask:
         lines += [f"effect = masking_effect(model, {text!r}, {dict(mask)!r})",
-                  "effect.prediction  # top outputs before and after masking",
-                  "effect.attention_change  # (layers, heads) mean |change| of each head's attention",
-                  f"pruned = {prune_recipe('model', mask)}  # a new model; `model` is unchanged"]
+                  "print(effect.prediction)  # top outputs before and after masking",
+                  "print(effect.attention_change)  # (layers, heads) mean |change| of each head's attention",
+                  f"pruned = {prune_recipe('model', mask)}  # a new model; `model` is unchanged",
+                  "print(f'{model.num_parameters() - pruned.num_parameters():,} parameters removed')"]
     if curve:
         if source.labelled_csv:
             lines += [f"test_texts, test_labels = read_labelled_csv({source.labelled_csv!r}, split='test')",
@@ -142,7 +152,7 @@ def heads_code(model_expression: str, source: EvalSource, method: str, params: d
             lines.append("curve = compute_pruning_curve(model, data")
         lines[-1] += (f", method={curve['method']!r}, metric={curve['metric']!r}, "
                       f"step_fraction={curve['step_fraction']!r}, max_fraction={curve['max_fraction']!r})")
-        lines.append("curve.table  # one row per step: heads pruned, loss, accuracy, parameters")
+        lines.append("print(curve.table)  # one row per step: heads pruned, loss, accuracy, parameters")
     return "\n".join(lines) + "\n"
 
 
@@ -157,9 +167,13 @@ def vocabulary_code(model_expression: str, tokens: Sequence[str], special: bool,
         f"grown = {add_tokens_recipe('model', tokens, special, init, seed)}",
         "print(grown.vocabulary_change.summary())",
         f"text = {text!r}",
-        "change = compare_tokenization(model, grown, text)  # .before / .after tokens",
+        "change = compare_tokenization(model, grown, text)",
+        "print('before:', change.before)",
+        "print('after: ', change.after)",
         "neighbours = nearest_neighbours(grown, grown.vocabulary_change.added, k=5)",
+        "print(neighbours)",
         "predictions = prediction_change(model, grown, text)",
+        "print(predictions)",
         "grown.save_pretrained('grown-model/')  # transformers' AutoTokenizer and AutoModel load it",
     ]) + "\n"
 
