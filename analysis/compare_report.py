@@ -21,6 +21,8 @@ from typing import Any
 
 import pandas as pd
 
+from models.errors import WorkbenchError
+
 from .compare import answer_agreement
 from .sweeps.evaluate import word_errors
 
@@ -93,6 +95,29 @@ def timed_run(pipe: Callable[[Any], Any], source: Any, repeats: int = REPEATS,
         spent += last
         again.append(last)
     return result, Timing(load_seconds, first, tuple(again))
+
+
+def run_comparison(loaders: Mapping[str, Callable[[], Callable[[Any], Any]]], source: Any,
+                   repeat_generation: bool = False, clock: Callable[[], float] = time.perf_counter,
+                   progress: Callable[[float, str], None] | None = None
+                   ) -> tuple[dict[str, Any], dict[str, Timing], dict[str, str]]:
+    """(results, timings, errors) of every pipeline on ``source``, in the order given; ``loaders`` maps a name to
+    what gives that pipeline. A model that fails (to load, or on this input) is an error message, and the others
+    run on. Each is timed by `timed_load` and `timed_run` under `repeat_plan`.
+    """
+    results, timings, errors = {}, {}, {}
+    for i, (name, load) in enumerate(loaders.items()):
+        if progress is not None:
+            progress(i / len(loaders), f"{name}…")
+        try:
+            pipe, load_seconds = timed_load(load, clock)
+            repeats, budget = repeat_plan(pipe.model, repeat_generation)
+            results[name], timings[name] = timed_run(pipe, source, repeats, budget, load_seconds, clock)
+        except WorkbenchError as error:
+            errors[name] = str(error)
+        except Exception as error:  # one model failing must not take the comparison down
+            errors[name] = f"{type(error).__name__}: {error}"
+    return results, timings, errors
 
 
 def timing_frame(timings: Mapping[str, Timing]) -> pd.DataFrame:

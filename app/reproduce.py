@@ -354,32 +354,29 @@ def interventions_code(model_expression: str, patching: PatchingCode | None = No
 # ---------------------------------------------------------------- Compare
 def compare_code(runs: Sequence[tuple[str, str, str]], source_expression: str, reference: str | None = None,
                  repeat_generation: bool = False) -> str:
-    """Code for the Compare page: each (entry, task, model expression) run and timed as the page does, the table,
-    the agreement matrix and, given a reference transcript, each transcript's word error rate.
+    """Code for the Compare page: each (entry, task, model expression) run and timed as the page does
+    (`analysis.compare_report.run_comparison`), the table, the agreement matrix and, given a reference
+    transcript, each transcript's word error rate.
 
     ``source_expression`` is Python for the input (a text's repr, a file path's repr).
     """
     lines = [
         "from analysis.compare import comparison_table, top_answer",
-        "from analysis.compare_report import (comparison_agreement, is_transcript, reference_wer, repeat_plan,",
-        "                                     timed_load, timed_run, with_timings)",
+        "from analysis.compare_report import (comparison_agreement, is_transcript, reference_wer, run_comparison,",
+        "                                     with_timings)",
         "from models import load_model, pipeline",
         "",
         f"source = {source_expression}",
-        "loaders = {  # 'task · model': (task, how to get the model)",
+        "loaders = {  # 'task · model': what gives its pipeline",
     ]
     for entry, task, expression in runs:
         code, _, note = expression.partition("  # ")
-        lines.append(f"    {entry!r}: ({task!r}, lambda: {code}),{'  # ' + note if note else ''}")
+        lines.append(f"    {entry!r}: lambda: pipeline({task!r}, {code}),{'  # ' + note if note else ''}")
     lines += [
         "}",
-        "results, timings = {}, {}",
-        "for entry, (task, get_model) in loaders.items():",
-        "    pipe, load_seconds = timed_load(lambda: pipeline(task, get_model()))",
-        f"    repeats, budget = repeat_plan(pipe.model, repeat_generation={repeat_generation!r})  "
-        "# a generating model: once, unless asked",
-        "    # the answer is the first call's; the repeats after it give the steady-state median",
-        "    results[entry], timings[entry] = timed_run(pipe, source, repeats, budget, load_seconds)",
+        "# each model's answer is its first call; a model that does not generate is called again, and the median of",
+        "# those calls is its steady-state latency (timings[name].shown says which time the latency is)",
+        f"results, timings, errors = run_comparison(loaders, source, repeat_generation={repeat_generation!r})",
         "table = with_timings(comparison_table(results), timings)  # answer, score, load / first call / steady state",
         "agreement = comparison_agreement(table)  # 1 - word error rate between answers",
     ]

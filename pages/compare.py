@@ -8,8 +8,8 @@ import streamlit as st
 
 from analysis.compare import SUMMARY_COLUMNS, attention_profile, comparison_table
 from analysis.compare_report import (GENERATION_REPEATS, REPEAT_BUDGET_SECONDS, REPEATS, TIMING_COLUMNS,
-                                     comparison_agreement, export_frame, is_transcript, reference_wer, repeat_plan,
-                                     timed_load, timed_run, truncation_warnings, with_timings, with_wer)
+                                     comparison_agreement, export_frame, is_transcript, reference_wer, run_comparison,
+                                     truncation_warnings, with_timings, with_wer)
 from app.exports import safe_frame_csv
 from app.guard import shown_errors
 from app.media_inputs import ROOT, audio_input, image_input, source_key, transcript_of
@@ -19,11 +19,17 @@ from app.model_kinds import pipeline_pairs, pipeline_tasks_for
 from app.reproduce import compare_code
 from app.state import keep
 from app.sidebar import example_sentences
-from models.errors import WorkbenchError
 from models.pipelines import pipeline
 
 SEP = " · "  # an entry is "task · model name"
 TIMING_DETAIL = [c for c in TIMING_COLUMNS if c not in ("latency_ms", "timing")]  # in the chart and the CSV
+
+
+def pipeline_loader(entry: str):
+    """What gives the pipeline of a "task · model name" entry: the model from this session or the shared cache."""
+    task_name, model_name = entry.split(SEP, 1)
+    return lambda: pipeline(task_name, get_model(model_name))
+
 
 st.header("Compare")
 st.caption("Run several models or pipelines on the same input. Results, latency, agreement and an attention "
@@ -70,20 +76,11 @@ repeat_generation = st.checkbox(
          f"call. Tick to call it {GENERATION_REPEATS} more times for a steady-state median (and wait that much longer).")
 run = st.button("Compare", type="primary", key="cmp_run", disabled=not picked or source is None)
 if run:
-    results, timings, errors = {}, {}, {}
     progress = st.progress(0.0, text="Running…")
-    for i, entry in enumerate(picked):
-        task_name, model_name = entry.split(SEP, 1)
-        progress.progress(i / len(picked), text=f"{entry}…")
-        try:
-            pipe, load_seconds = timed_load(lambda: pipeline(task_name, get_model(model_name)))
-            repeats, budget = repeat_plan(pipe.model, repeat_generation)
-            # the answer is the first call's: no warm-up run is thrown away; repeats (if any) give the steady state
-            results[entry], timings[entry] = timed_run(pipe, source, repeats, budget, load_seconds)
-        except WorkbenchError as error:
-            errors[entry] = str(error)
-        except Exception as error:  # one model failing must not take the comparison down
-            errors[entry] = f"{type(error).__name__}: {error}"
+    # the answer is each model's first call (no warm-up run is thrown away); repeats, if any, give the steady state
+    loaders = {entry: pipeline_loader(entry) for entry in picked}
+    results, timings, errors = run_comparison(loaders, source, repeat_generation,
+                                              progress=lambda done, text: progress.progress(done, text=text))
     progress.empty()
     # summarised once here, so reruns (a download, a widget) redraw from the table and the traces, which can
     # hold hundreds of megabytes of encoder attention, are not kept in the session

@@ -10,9 +10,10 @@ import pytest
 
 from analysis.compare import answer_agreement
 from analysis.compare_report import (GENERATION_REPEATS, REPEAT_BUDGET_SECONDS, REPEATS, Timing, export_frame,
-                                     reference_wer, repeat_plan, timed_load, timed_run, timing_frame,
-                                     truncation_warnings, with_timings, with_wer)
+                                     reference_wer, repeat_plan, run_comparison, timed_load, timed_run,
+                                     timing_frame, truncation_warnings, with_timings, with_wer)
 from analysis.sweeps.evaluate import word_errors
+from models.errors import InputError
 
 
 class ScriptedClock:
@@ -136,3 +137,27 @@ def test_the_export_carries_the_full_input_the_agreement_matrix_and_the_errors()
     assert frame["wer"][0] == 0.0 and frame["wer"][2] == pytest.approx(0.25) and math.isnan(frame["wer"][1])
     assert frame["agreement with a"].tolist()[::2] == [1.0, 0.75] and frame["agreement with b"][0] == 0.75
     assert math.isnan(frame["agreement with a"][1])  # a failed model agrees with nobody
+
+
+def test_run_comparison_times_each_model_and_keeps_going_past_one_that_fails():
+    clock = ScriptedClock()
+    answering, answer_calls = scripted_pipe(clock, [0.01] * 6)
+    answering.model = SimpleNamespace(can_generate=False)
+    generating, generation_calls = scripted_pipe(clock, [0.5] * 8)
+    generating.model = SimpleNamespace(can_generate=True)
+
+    def broken():
+        raise InputError("fill-mask needs a masked-language-model head")
+
+    def crashing():
+        raise RuntimeError("out of memory")
+
+    steps = []
+    loaders = {"gen": lambda: generating, "bad": broken, "ans": lambda: answering, "crash": crashing}
+    results, timings, errors = run_comparison(loaders, "x", clock=clock, progress=lambda f, t: steps.append((f, t)))
+    assert list(results) == ["gen", "ans"] and len(generation_calls) == 1 and len(answer_calls) == 1 + REPEATS
+    assert timings["gen"].shown == "first call" and timings["ans"].shown == f"median of {REPEATS} calls after the first"
+    assert errors == {"bad": "fill-mask needs a masked-language-model head", "crash": "RuntimeError: out of memory"}
+    assert steps == [(0.0, "gen…"), (0.25, "bad…"), (0.5, "ans…"), (0.75, "crash…")]
+    _, _, _ = run_comparison({"gen": lambda: generating}, "x", repeat_generation=True, clock=clock)
+    assert len(generation_calls) == 1 + 1 + GENERATION_REPEATS

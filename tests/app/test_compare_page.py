@@ -269,7 +269,7 @@ def test_the_code_to_reproduce_gives_the_pages_answers_and_scores(tiny_media, mo
     at.selectbox(key="cmp_audio_choice").set_value("clip_02.wav").run()
     at.button(key="cmp_run").click().run()
     table = at.dataframe[0].value
-    code = next(c.value for c in at.code if "timed_run" in c.value)
+    code = next(c.value for c in at.code if "run_comparison" in c.value)
     assert "source = 'sample_data/speech/clip_02.wav'" in code
     monkeypatch.chdir(ROOT)
     namespace: dict = {}
@@ -283,7 +283,7 @@ def test_the_code_to_reproduce_gives_the_pages_answers_and_scores(tiny_media, mo
     at.text_area(key="cmp_text").set_value("it's \"fine\"\nreally").run()
     at.button(key="cmp_run").click().run()
     table = at.dataframe[0].value
-    code = next(c.value for c in at.code if "timed_run" in c.value)
+    code = next(c.value for c in at.code if "run_comparison" in c.value)
     namespace = {}
     exec(compile(code, "<compare code>", "exec"), namespace)
     assert list(namespace["table"]["answer"]) == list(table["answer"])
