@@ -45,6 +45,26 @@ define('jquery', [], function () { return window.jQuery; });
 define('d3', [], function () { return window.d3; });
 """
 
+# bertviz's model view draws a fixed 970 px wide SVG; beside Streamlit's sidebar at 1,280 px the frame is about
+# 820 px, and the last heads fell outside it with no scrollbar. This gives every SVG bertviz (re)draws a viewBox
+# of its own size and lets it shrink to the frame's width, keeping its proportions (it never grows).
+_FIT_TO_WIDTH = """
+(function () {
+  function fit() {
+    document.querySelectorAll('#vis svg').forEach(function (svg) {
+      var w = parseFloat(svg.getAttribute('width')), h = parseFloat(svg.getAttribute('height'));
+      if (!w || !h) { return; }
+      svg.setAttribute('viewBox', '0 0 ' + w + ' ' + h);
+      svg.setAttribute('preserveAspectRatio', 'xMinYMin meet');
+      svg.style.width = '100%'; svg.style.maxWidth = w + 'px'; svg.style.height = 'auto';
+    });
+  }
+  new MutationObserver(fit).observe(document.body, {childList: true, subtree: true, attributes: true,
+                                                    attributeFilter: ['width', 'height']});
+  fit();
+})();
+"""
+
 _CDN_SCRIPT_TAG = re.compile(r"<script[^>]*\bsrc\s*=\s*[\"'][^\"']*[\"'][^>]*>\s*</script>", re.IGNORECASE)
 _REQUIRE_CONFIG = re.compile(r"require\.config\(\s*\{.*?\}\s*\)\s*;", re.DOTALL)
 _PARAMS_MARKER = "const params = "
@@ -129,13 +149,18 @@ def _compact_params(script: str) -> str:
     return script[:start] + literal + rest_of_line + script[line_end:]
 
 
-def _offline_document(bertviz_html: str, title: str) -> str:
-    """Turn bertviz's returned fragment into a standalone document with inlined libraries."""
+def _offline_document(bertviz_html: str, title: str, fit_width: bool = False) -> str:
+    """Turn bertviz's returned fragment into a standalone document with inlined libraries.
+
+    ``fit_width``: scale the drawing down to the frame's width (``_FIT_TO_WIDTH``) instead of cutting it off.
+    """
     body = _CDN_SCRIPT_TAG.sub("", bertviz_html)
     marker = _PARAMS_MARKER
     split = body.index(marker)  # config block comes before the params literal
     body = _REQUIRE_CONFIG.sub("", body[:split], count=1) + body[split:]
     body = _compact_params(body)
+    if fit_width:
+        body += f'\n<script type="text/javascript">{_FIT_TO_WIDTH}</script>'
     return (
         "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
         f"<title>{title}</title>\n{_vendor_head()}\n</head>\n<body>\n{body}\n</body>\n</html>\n"
@@ -213,6 +238,7 @@ def model_view_html(
     include_layers: Sequence[int] | None = None,
     include_heads: Sequence[int] | None = None,
     decimals: int | None = 3,
+    fit_width: bool = True,
     encoder_attention: AttentionInput | None = None,
     decoder_attention: AttentionInput | None = None,
     cross_attention: AttentionInput | None = None,
@@ -225,6 +251,8 @@ def model_view_html(
     ``"light"``) and ``include_heads`` (heads to ship, default all). The model view draws
     every included layer and head at once, so ``include_layers``/``include_heads`` matter
     more here for long inputs. Rounding is done the same way, for the same reason.
+    ``fit_width`` (default True) scales the 970 px drawing down to a narrower frame, so every
+    head stays in view (a page then lets the frame size itself to its content).
     """
     from bertviz import model_view
 
@@ -243,7 +271,7 @@ def model_view_html(
         include_heads=list(include_heads) if include_heads is not None else None,
         html_action="return",
     )
-    return _offline_document(html.data, "Model view")
+    return _offline_document(html.data, "Model view", fit_width=fit_width)
 
 
 def payload_size_bytes(html: str) -> int:

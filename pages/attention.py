@@ -122,8 +122,8 @@ with tab_view, shown_errors("drawing the attention view"):
 
     view_key = (trace_key, plan, top_k, layer if plan.view != MODEL_VIEW else None, head, b_start)
     html = session_memo("attention_view_html", view_key, build_view)
-    if plan.view == MODEL_VIEW:
-        height = 720
+    if plan.view == MODEL_VIEW:  # drawn to the frame's width (app.bertviz_offline): the frame sizes to its content
+        height = "content"
     else:
         height = min(1000, 120 + (22 if plan.view == HEAD_VIEW or n <= 64 else 16) * n)
     st.iframe(html, height=height)

@@ -232,3 +232,15 @@ def test_model_view_renders_offline_in_chromium(tmp_path: Path) -> None:
     assert not errors, errors
     assert children >= n_layers * n_heads
     assert descendants >= n_layers * n_heads * len(SENTENCE)
+
+
+def test_model_view_is_drawn_to_the_frame_width_by_default():
+    """Issue 18, bug 5: bertviz draws the model view 970 px wide; a narrower frame cut off the last heads."""
+    import torch
+
+    from app.bertviz_offline import model_view_html
+
+    attention = [torch.softmax(torch.randn(1, 12, 5, 5), -1) for _ in range(2)]
+    fitted = model_view_html(attention, list("abcde"))
+    assert "setAttribute('viewBox'" in fitted and "svg.style.width = '100%'" in fitted
+    assert "setAttribute('viewBox'" not in model_view_html(attention, list("abcde"), fit_width=False)
