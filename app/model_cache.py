@@ -12,13 +12,18 @@ import streamlit as st
 
 import models
 
+from .long_run import long_run
+
 _LOCK = threading.Lock()  # one conversion or load at a time: two sessions asking for SmolLM2 convert it once
+_LOADED: set[str] = set()  # names this server process has loaded once (the cache may still have let one go)
 
 
-@st.cache_resource(show_spinner="Loading model (once per server)…", max_entries=6)
+@st.cache_resource(show_spinner=False, max_entries=6)  # get_model shows what is loading
 def shared_model(name: str) -> models.WorkbenchModel:
     with _LOCK:
-        return models.load_model(name)
+        model = models.load_model(name)
+    _LOADED.add(name)
+    return model
 
 
 def session_models() -> dict[str, models.WorkbenchModel]:
@@ -41,17 +46,23 @@ def add_session_model(name: str, model: models.WorkbenchModel, recipe: str | Non
     return name
 
 
-def keep_session_model(label: str, model: models.WorkbenchModel, recipe: str | None = None) -> str:
-    """Button callback work: keep ``model`` as ``label`` (``label (2)``… if taken) and pick it in the sidebar.
+NEXT_CHOICE = "_model_choice_next_run"  # a model the sidebar picks at the start of the next run
 
-    Callbacks run before the sidebar is drawn, so the sidebar's choice may still be set here.
+
+def keep_session_model(label: str, model: models.WorkbenchModel, recipe: str | None = None,
+                       select: str = "now") -> str:
+    """Keep ``model`` as ``label`` (``label (2)``… if taken) and pick it in the sidebar.
+
+    ``select="now"`` from a button callback (callbacks run before the sidebar is drawn, so its choice may
+    still be set); ``select="next run"`` from a page's body, after the sidebar was drawn: the sidebar picks
+    it when the page reruns (``st.rerun()``).
     """
     name, n = label, 1
     while name in session_models():
         n += 1
         name = f"{label} ({n})"
     add_session_model(name, model, recipe)
-    st.session_state["model_choice"] = name
+    st.session_state["model_choice" if select == "now" else NEXT_CHOICE] = name
     return name
 
 
@@ -65,7 +76,19 @@ def model_recipe(name: str) -> str:
     return f"load_model({name!r})"
 
 
-def get_model(name: str) -> models.WorkbenchModel:
-    """A session-owned model by that name, else the shared one."""
+def get_model(name: str, container=None) -> models.WorkbenchModel:
+    """A session-owned model by that name, else the shared one.
+
+    A shared model not loaded yet shows "Running: loading …" while it loads (a first conversion takes
+    seconds) in ``container`` (default: where this is called); put it where the last model's results were,
+    and they are replaced at once instead of standing there, greyed, as if they were this model's.
+    Loading cannot be cancelled half-way: it makes no progress calls (see app/long_run.py).
+    """
     own = session_models()
-    return own[name] if name in own else shared_model(name)
+    if name in own:
+        return own[name]
+    if name in _LOADED:
+        return shared_model(name)
+    with long_run(f"loading {name} (once per server; converting a checkpoint the first time takes longer)",
+                  key="model_load", cancellable=False, keep_status=False, container=container):
+        return shared_model(name)

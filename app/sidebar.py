@@ -13,7 +13,7 @@ import streamlit as st
 
 from models.embedded import DESCRIPTIONS, embedded_names, embedded_names_for
 
-from .model_cache import session_models
+from .model_cache import NEXT_CHOICE, session_models
 from .state import keep
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +50,8 @@ def render_sidebar() -> None:
     _apply_link_once()
     st.sidebar.title("Transformer Workbench")
     choices = model_choices()
+    if st.session_state.get(NEXT_CHOICE) in choices:  # a model a page made in its last run (a pruned copy)
+        st.session_state["model_choice"] = st.session_state.pop(NEXT_CHOICE)
     if st.session_state.get("model_choice") not in choices:  # a session model that is gone, say
         st.session_state.pop("model_choice", None)
     choice = st.sidebar.selectbox("Model", choices, key="model_choice",

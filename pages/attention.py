@@ -13,6 +13,7 @@ from analysis.attention import (MEAN_OF_LAYER, STAT_COLUMNS, dense_attentions, e
 from app.bertviz_offline import head_view_html, model_view_html, payload_size_bytes
 from app.exports import figure_html, frame_csv, matrix_frame, matrix_png
 from app.guard import shown_errors
+from app.long_run import busy
 from app.head_labels import head_label, parse_heads, pruned_label
 from app.page_setup import selected_model_or_stop
 from app.model_cache import get_model, keep_session_model, model_recipe
@@ -70,7 +71,8 @@ with shown_errors("running the model"):
         return model.run(text)
 
     # one trace per session: SmolLM2's attention at 512 tokens alone is ~280 MB
-    trace = session_memo("attention_trace", trace_key, run, max_entries=1)
+    with busy(f"Running {name} on the text"):  # a spinner with the time, if it takes more than half a second
+        trace = session_memo("attention_trace", trace_key, run, max_entries=1)
 if trace is None:
     st.stop()
 

@@ -17,6 +17,7 @@ from analysis.attribution.render import token_html
 from analysis.attribution.text_inputs import SUPPORTED_TASKS
 from app.attribution_plots import correlation_heatmap, image_heatmap, methods_token_heatmap, waveform_heatmap
 from app.guard import shown_errors
+from app.long_run import long_run, show_cancelled
 from app.media_inputs import audio_input, image_input, source_key
 from app.model_kinds import names_for
 from app.page_setup import selected_model_or_stop
@@ -185,12 +186,13 @@ key = (name, id(model), input_key, repr(target), tuple(methods), repr(sorted(par
 report = memo_lookup(RESULTS, key)
 clicked = st.button("Explain", key="attribution_run", type="primary", disabled=not methods)
 if report is None and clicked:
-    bar = st.progress(0.0, text="starting")
-    with shown_errors("computing attributions"):
+    with shown_errors("computing attributions"), long_run(
+            f"explaining {description if modality != 'text' else 'the text'} with "
+            f"{', '.join(METHODS[m].label for m in methods)}", "attribution") as progress:
         report = session_memo(RESULTS, key, lambda: run_attribution(
-            model, modality, source, methods, target, params,
-            progress=lambda fraction, message: bar.progress(min(1.0, max(0.0, fraction)), text=message)), MAX_RESULTS)
-    bar.empty()
+            model, modality, source, methods, target, params, progress=progress), MAX_RESULTS)
+elif report is None:
+    show_cancelled("attribution")
 if report is None:
     if methods:
         st.info("Press Explain to compute the attributions (kept for this input while the session lasts).")

@@ -22,14 +22,14 @@ from app.guard import shown_errors
 from app.head_labels import head_label, head_list_label, parse_heads, pruned_label
 from app.page_setup import selected_model_or_stop
 from app.head_plots import importance_heatmap, prediction_bars, pruning_curve_figure, selected_heads
-from app.model_cache import get_model, keep_session_model, model_recipe
+from app.long_run import long_run, show_cancelled, was_cancelled
+from app.model_cache import keep_session_model, model_recipe
 from app.plots import attention_heatmap, matrix_heatmap
 from app.reproduce import EvalSource, heads_code, prune_recipe
 from app.sidebar import example_sentences, text_input
 from app.summaries import importance_summary, scores_are_equal
 from app.state import int_slider, keep, keep_per_model, keep_valid, memo_lookup, session_memo
 from app.token_display import display_token, display_tokens, is_byte_level
-from models.errors import WorkbenchError
 
 ROOT = Path(__file__).resolve().parent.parent
 SENTIMENT = ROOT / "sample_data" / "sentiment.csv"
@@ -45,19 +45,23 @@ def set_mask(labels: list[str]) -> None:
     st.session_state["heads_mask"] = list(labels)
 
 
-def prune_copy(name: str, labels: list[str], texts: list[str]) -> None:
-    """Button callback: a pruned copy for this session, its parameters and measured speed-up."""
+def request_prune(name: str, labels: list[str]) -> None:
+    """Button callback: prune these heads of this model in the run it starts (with a status and Cancel)."""
+    st.session_state["heads_prune_request"] = (name, list(labels))
+
+
+def prune_and_time(name: str, model, labels: list[str], texts: list[str]) -> None:
+    """A pruned copy for this session, its parameters and measured speed-up; the sidebar picks it on the rerun."""
     spec = parse_heads(labels)
-    try:
-        original = get_model(name)
-        pruned = original.prune_heads(spec)
-        report = compare_pruned(original, pruned, texts[:SPEED_TEXTS])
-    except WorkbenchError as error:
-        st.session_state["heads_prune_error"] = str(error)
-        return
-    new_name = keep_session_model(pruned_label(name, spec), pruned, prune_recipe(model_recipe(name), spec))
+    count = sum(len(h) for h in spec.values())
+    with long_run(f"pruning {count} head{'s' if count != 1 else ''} of {name} and timing both models",
+                  "heads_prune") as progress:
+        pruned = model.prune_heads(spec)
+        report = compare_pruned(model, pruned, texts[:SPEED_TEXTS], progress=progress)
+    new_name = keep_session_model(pruned_label(name, spec), pruned, prune_recipe(model_recipe(name), spec),
+                                  select="next run")  # the copy's own mask starts empty (keep_per_model)
     st.session_state["heads_prune_report"] = (name, new_name, report)
-    st.session_state["heads_mask"] = []  # those heads are gone from the copy
+    st.rerun()
 
 
 st.header("Heads")
@@ -106,16 +110,20 @@ with shown_errors("scoring the heads"):
         data = make_eval_set(model, texts[:n_examples], labels[:n_examples] if labelled else None)
     key = ("importance", data_key, method, tuple(sorted(params.items())))
     importance = memo_lookup(RESULTS, key)
-    if importance is None and method == "ablation":  # one pass per head: run on request, with a progress bar
+    if importance is None:
+        # scores come at once, except leave-one-out (one pass per head) and anything cancelled: those on a click
         heads_total = sum(len(h) for h in model.head_ids())
-        if st.button(f"Run the ablation ({heads_total} heads × {n_examples} sentences)", key="heads_run"):
-            bar = st.progress(0.0, text="starting")
-            importance = session_memo(RESULTS, key, lambda: compute_head_importance(
-                model, data, method, **params, progress=lambda f, m: bar.progress(min(f, 1.0), text=m)), KEPT_RESULTS)
-            bar.empty()
-    elif importance is None:
-        importance = session_memo(RESULTS, key, lambda: compute_head_importance(
-            model, data if spec.needs_loss else texts[:n_examples], method, **params), KEPT_RESULTS)
+        waiting = method == "ablation" or was_cancelled("heads_importance")
+        clicked = waiting and st.button(f"Run the ablation ({heads_total} heads × {n_examples} sentences)"
+                                        if method == "ablation" else f"Score the heads ({spec.label})", key="heads_run")
+        if waiting and not clicked:
+            show_cancelled("heads_importance")
+        else:
+            with long_run(f"scoring {heads_total} heads by {spec.label.lower()} on {n_examples} sentences",
+                          "heads_importance") as progress:
+                importance = session_memo(RESULTS, key, lambda: compute_head_importance(
+                    model, data if spec.needs_loss else texts[:n_examples], method, **params, progress=progress),
+                    KEPT_RESULTS)
 
 # ---------------------------------------------------------------- heatmap: click heads to mask them
 all_heads = [head_label(layer, head) for layer, ids in enumerate(model.head_ids()) for head in ids]
@@ -202,10 +210,13 @@ with tab_prune:
     st.caption("Pruning removes the masked heads for real (their query, key and value rows and output-projection "
                "columns): a new model for this session, picked in the sidebar; other sessions never see it.")
     st.button(f"Prune the {len(masked_labels)} masked head{'s' if len(masked_labels) != 1 else ''}",
-              key="heads_prune", disabled=not masked_labels, on_click=prune_copy,
-              args=(name, list(masked_labels), list(texts)))
-    if st.session_state.get("heads_prune_error"):
-        st.error(st.session_state.pop("heads_prune_error"))
+              key="heads_prune", disabled=not masked_labels, on_click=request_prune, args=(name, list(masked_labels)))
+    prune_request = st.session_state.pop("heads_prune_request", None)
+    if prune_request is not None and prune_request[0] == name:
+        with shown_errors("pruning"):
+            prune_and_time(name, model, prune_request[1], list(texts))
+    else:
+        show_cancelled("heads_prune")
     report_entry = st.session_state.get("heads_prune_report")
     if report_entry is not None and name in report_entry[:2]:  # about this model or its copy, never a third one
         source_name, pruned_name, report = report_entry
@@ -251,12 +262,13 @@ with tab_curve:
                            f"important {step}%, measure the {curve_metric}; repeat.")
         curve_key = ("curve", data_key, tuple(sorted(curve_settings.items())))
         if held_out is not None and st.button("Compute the pruning curve", key="heads_curve_run"):
-            bar = st.progress(0.0, text="starting")
-            with shown_errors("computing the pruning curve"):
+            with shown_errors("computing the pruning curve"), long_run(
+                    f"pruning curve: {step}% of the heads per step up to {limit}%, {curve_metric} after each",
+                    "heads_curve") as progress:
                 session_memo(RESULTS, curve_key, lambda: compute_pruning_curve(
-                    model, held_out, score_data=data, **curve_settings,
-                    progress=lambda f, m: bar.progress(min(f, 1.0), text=m)), KEPT_RESULTS)
-            bar.empty()
+                    model, held_out, score_data=data, **curve_settings, progress=progress), KEPT_RESULTS)
+        else:
+            show_cancelled("heads_curve")
         curve = memo_lookup(RESULTS, curve_key)
         if curve is not None:
             table = curve.table.assign(pruned_now=curve.table["pruned_now"].map(head_list_label))  # L0.H10, not 0.10

@@ -16,6 +16,7 @@ from analysis.hidden_states import (layer_cosine_similarity, norms_frame, pca_pr
 from analysis.lens import logit_lens
 from app.exports import figure_html, frame_csv, matrix_frame, matrix_png
 from app.guard import shown_errors
+from app.long_run import busy
 from app.page_setup import selected_model_or_stop
 from app.model_cache import model_recipe
 from app.model_kinds import for_example
@@ -38,8 +39,9 @@ with shown_errors("running the model"):
     trace_key = (name, id(model), repr(text))
     # this page reads the residual stream only: drop the attention patterns (~280 MB for SmolLM2
     # at 512 tokens) instead of keeping them in the session
-    trace = session_memo("hidden_trace", trace_key,
-                         lambda: dataclasses.replace(model.run(text), attentions=()), max_entries=1)
+    with busy(f"Running {name} on the text"):  # a spinner with the time, if it takes more than half a second
+        trace = session_memo("hidden_trace", trace_key,
+                             lambda: dataclasses.replace(model.run(text), attentions=()), max_entries=1)
 if trace is None:
     st.stop()
 

@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from app.guard import shown_errors
+from app.long_run import long_run, show_cancelled
 from app.page_setup import selected_model_or_stop
 from app.model_cache import keep_session_model, model_recipe
 from app.reproduce import task_head_code, training_code, with_head_recipe
@@ -177,29 +178,29 @@ else:
                    "(15% of train when the file has none); the test split is scored once, at the end.")
         run_key = (name, id(model), task, data_name, len(data), preset, epochs, learning_rate, seed)
         if st.button("Train", key="heads_train", type="primary"):
-            with shown_errors("training"):
+            with shown_errors("training"), long_run(f"training the {task} head: {epochs} epochs, {preset}",
+                                                    "heads_training") as progress:
                 base = model.with_head(task, labels=data.label_names)
                 has_validation = counts["validation"] > 0
                 fit, validation = ((data.split("train"), data.split("validation")) if has_validation
                                    else split_off(data.split("train"), 0.15, seed=seed))
                 config = TrainingConfig(epochs=epochs, learning_rate=learning_rate, trainable=PRESETS[preset],
                                         seed=seed)
-                progress = st.progress(0.0, text="Computing the frozen layers once…")
+                progress(0.0, "computing the frozen layers once")
                 live = st.empty()
                 losses: list[float] = []
 
                 def on_progress(p):
                     if p.epoch_result is None:  # a step (epoch ends report their mean loss again)
                         losses.append(p.loss)
-                    progress.progress(min(1.0, p.step / p.total_steps),
-                                      text=f"epoch {p.epoch}, step {p.step}/{p.total_steps}, loss {p.loss:.3f}")
+                    progress(p.step / p.total_steps, f"epoch {p.epoch}, step {p.step}/{p.total_steps}, loss {p.loss:.3f}")
                     if p.epoch_result is not None or p.step % 5 == 0:
                         live.line_chart(pd.DataFrame({"train loss": losses}), height=220)
 
                 result = train(base, fit, validation, config, callback=on_progress)
+                progress(1.0, "scoring the test split")
                 held_out = evaluate(result.model, data.split("test")) if counts["test"] else None
                 live.empty()
-                progress.progress(1.0, text=f"done in {result.seconds:.1f} s")
                 st.session_state["heads_result"] = {
                     "key": run_key, "result": result, "held_out": held_out,
                     "steps_per_epoch": -(-len(fit) // config.batch_size),
@@ -207,6 +208,8 @@ else:
                                           if upload is None else data_name, config.trainable, epochs,
                                           learning_rate, seed, not has_validation)}
                 st.rerun()  # redraw from the top: section 1 now shows the trained head, not "untrained"
+        else:
+            show_cancelled("heads_training")
         kept = st.session_state.get("heads_result")
         if kept and kept["key"] == run_key:
             result, held_out = kept["result"], kept["held_out"]

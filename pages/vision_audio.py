@@ -7,12 +7,13 @@ import streamlit as st
 from analysis.modal_attention import (MEAN, audio_self_attention, cross_attention_alignment, patch_attention_map,
                                       patch_rollout_map, token_times)
 from app.guard import shown_errors
+from app.long_run import long_run
 from app.media_inputs import audio_input, image_input, source_key, transcript_of
 from app.modal_plots import alignment_figure, audio_attention_figure, patch_overlay
 from app.model_cache import get_model
 from app.model_kinds import modality_of, names_for
 from app.sidebar import selected_model_name
-from app.state import int_slider, keep, keep_valid, session_memo
+from app.state import int_slider, keep, keep_valid, memo_lookup, session_memo
 from models.preprocessing import load_image
 
 st.header("Images & audio")
@@ -26,13 +27,19 @@ keep_valid("va_model", options, options[0])
 name = st.selectbox("Model", options, **keep("va_model"))
 
 
-def image_view(model) -> None:
-    picked = image_input("va", labels=model.labels.values())  # a digits model starts on a digit
-    if picked is None:
-        st.info("Upload an image to begin.")
-        return
-    source, label = picked
-    trace = session_memo("va_image", (name, source_key(source)), lambda: model.run(images=[source]), max_entries=3)
+def traced(model, kind: str, source, label: str, slot):
+    """The model's trace on this image or clip: kept per (model, input) in this session; a new one runs with a
+    status drawn in ``slot``, where the last results were, so they never stand there as if they were these."""
+    key, keep_last = (name, source_key(source)), 3 if kind == "image" else 2
+    trace = memo_lookup(f"va_{kind}", key)
+    if trace is None:
+        with long_run(f"running {name} on {label}", "va_run", cancellable=False, keep_status=False, container=slot):
+            run = (lambda: model.run(images=[source])) if kind == "image" else (lambda: model.run(audio=[source]))
+            trace = session_memo(f"va_{kind}", key, run, max_entries=keep_last)
+    return trace
+
+
+def image_view(model, trace, source, label: str) -> None:
     image = load_image(source)
     if trace.logits is not None:
         probs = trace.logits[0].float().softmax(-1)
@@ -61,13 +68,7 @@ def image_view(model) -> None:
                "classifier reads; patches with almost none are left uncoloured.")
 
 
-def audio_view(model) -> None:
-    picked = audio_input("va")
-    if picked is None:
-        st.info("Upload a recording to begin.")
-        return
-    source, label = picked
-    trace = session_memo("va_audio", (name, source_key(source)), lambda: model.run(audio=[source]), max_entries=2)
+def audio_view(model, trace, source, label: str) -> None:
     wave, rate = trace.extras["waveforms"][0], trace.extras["sampling_rate"]
     st.audio(wave, sample_rate=rate)
     if "transcripts" in trace.extras:
@@ -93,11 +94,20 @@ def audio_view(model) -> None:
                                            f"{'mean of heads' if head == MEAN else f'head {head}'}"), key="va_audio_attention")
 
 
+pickers = st.container()  # the input, above this model's results
+results = st.empty()      # a load or a run shows its status here first: the last model's results go at once
 with shown_errors("running the model"):
-    model = get_model(name)
-    if model.modality == "image":
-        image_view(model)
-    elif model.modality == "audio":
-        audio_view(model)
-    else:
-        st.info(f"{name} reads text; choose an image or audio model here, or use the Attention page.")
+    model = get_model(name, container=results)
+    if model.modality not in ("image", "audio"):
+        results.info(f"{name} reads text; choose an image or audio model here, or use the Attention page.")
+        st.stop()
+    with pickers:  # a digits classifier starts on a digit
+        picked = (image_input("va", labels=model.labels.values()) if model.modality == "image"
+                  else audio_input("va"))
+    if picked is None:
+        results.info(f"Upload {'an image' if model.modality == 'image' else 'a recording'} to begin.")
+        st.stop()
+    source, label = picked
+    trace = traced(model, model.modality, source, label, results)
+    with results.container():
+        (image_view if model.modality == "image" else audio_view)(model, trace, source, label)
