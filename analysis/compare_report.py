@@ -57,7 +57,7 @@ class Timing:
         n = len(self.repeat_seconds)
         if not n:
             return FIRST_CALL
-        return f"median of {n} call{'s' if n > 1 else ''} after the first"
+        return f"median of {n} repeat{'s' if n > 1 else ''}"  # the calls after the first
 
 
 def timed_load(load: Callable[[], Any], clock: Callable[[], float] = time.perf_counter) -> tuple[Any, float]:

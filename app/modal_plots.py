@@ -93,9 +93,15 @@ def latency_figure(timings) -> go.Figure:
                          customdata=list(timings["repeats"]),
                          hovertemplate="%{y}<br>steady state: %{x:.1f} ms, median of %{customdata} calls"
                                        "<extra></extra>"))
-    fig.update_layout(barmode="group", height=140 + 60 * len(names), xaxis_title="milliseconds (log scale)",
-                      xaxis_type="log", yaxis_autorange="reversed", legend=dict(orientation="h", y=-0.35),
-                      margin=dict(l=10, r=10, t=20, b=10))
+    # bars on a log axis start at its left edge: put that edge on a decade below every value, so a bar's length
+    # reads as "how many tens of ms from there" and a 1.0 s load is not drawn as a stub beside a 3.0 s call
+    shown = [v for v in [*load, *timings["first_call_ms"], *timings["steady_max_ms"]]
+             if v is not None and np.isfinite(v) and v > 0]
+    x_range = ([np.floor(np.log10(min(shown) / 2)), np.log10(max(shown) * 1.5)] if shown else None)
+    fig.update_layout(barmode="group", height=190 + 50 * len(names), xaxis_title="milliseconds (log scale)",
+                      xaxis_type="log", xaxis_range=x_range, yaxis_autorange="reversed",
+                      legend=dict(orientation="h", x=0, y=1.02, xanchor="left", yanchor="bottom"),
+                      margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 

@@ -23,6 +23,11 @@ from models.pipelines import pipeline
 
 SEP = " · "  # an entry is "task · model name"
 TIMING_DETAIL = [c for c in TIMING_COLUMNS if c not in ("latency_ms", "timing")]  # in the chart and the CSV
+INPUT_SHOWN = 120  # characters of a text input in the caption above the results
+
+
+def shorten(text: str) -> str:
+    return text if len(text) <= INPUT_SHOWN else text[:INPUT_SHOWN] + "…"
 
 
 def pipeline_loader(entry: str):
@@ -114,16 +119,18 @@ if last and last["kind"] == kind:
         wer = reference_wer(transcripts, scored_against) if scored_against and transcripts else None
         if len(table):
             st.subheader("Results")
+            # the input once, above the table (the CSV carries it in full on every row)
+            st.caption(f"Input: {shorten(last['input_text'])}")
             shown = with_wer(table, wer)
-            answers = shown[[c for c in shown.columns if c not in SUMMARY_COLUMNS and c not in TIMING_DETAIL]]
-            # fixed widths, so a long generated text cannot push score and latency out of view: the model column
-            # as wide as its longest "task · name" (about 7 px a character), so no name is cut short, and the
-            # answer gives up what the model column takes
+            answers = shown[[c for c in shown.columns if c not in SUMMARY_COLUMNS and c not in TIMING_DETAIL
+                             and c != "input"]]
+            # fixed widths, so a long generated text cannot push score, latency and timing out of view: the model
+            # column as wide as its longest "task · name" (about 7 px a character), so no name is cut short, and
+            # the answer gives up what the model column (and a WER column) take
             model_width = max(210, 7 * int(table["model"].str.len().max()) + 16)
-            answer_width = max(180, 330 - (model_width - 210))
+            answer_width = max(160, 330 - (model_width - 210) - (60 if "wer" in answers else 0))
             st.dataframe(answers.round(4), hide_index=True, key="cmp_table",
                          column_config={"model": st.column_config.TextColumn("model", width=model_width),
-                                        "input": st.column_config.TextColumn("input", width=150),
                                         "answer": st.column_config.TextColumn("answer", width=answer_width),
                                         "score": st.column_config.NumberColumn("score", width=70, format="%.4f"),
                                         "wer": st.column_config.NumberColumn(
@@ -132,7 +139,9 @@ if last and last["kind"] == kind:
                                         "latency_ms": st.column_config.NumberColumn("latency (ms)", width=90,
                                                                                     format="%.1f"),
                                         "timing": st.column_config.TextColumn(
-                                            "timing", width=170, help="which time the latency is")})
+                                            "timing", width=140,
+                                            help="which time the latency is: the first call (whose answer is "
+                                                 "shown), or the median of the calls after it")})
             if wer is not None:
                 st.caption(f"WER: word edits from the reference transcript to the model's, over the reference's "
                            f"{int(wer['reference_words'].iloc[0])} words (lower case, punctuation dropped). "

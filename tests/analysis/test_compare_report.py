@@ -46,7 +46,7 @@ def test_the_answer_is_the_first_call_and_the_steady_state_is_the_median_of_the_
     assert timing.first_seconds == pytest.approx(0.050)
     assert timing.repeat_seconds == pytest.approx((0.012, 0.010, 0.030, 0.011, 0.013))
     assert timing.steady_seconds == pytest.approx(0.012) and timing.latency_seconds == pytest.approx(0.012)
-    assert timing.shown == "median of 5 calls after the first" and timing.load_seconds == 2.5
+    assert timing.shown == "median of 5 repeats" and timing.load_seconds == 2.5
     row = timing_frame({"m": timing}).iloc[0]
     assert (row["load_ms"], row["first_call_ms"], row["steady_ms"]) == pytest.approx((2500.0, 50.0, 12.0))
     assert (row["steady_min_ms"], row["steady_max_ms"], row["repeats"]) == pytest.approx((10.0, 30.0, 5))
@@ -58,7 +58,7 @@ def test_repeats_stop_at_the_budget_and_a_slow_first_call_is_not_repeated():
     pipe, calls = scripted_pipe(clock, [0.4, 0.4, 0.4, 0.4, 0.4])
     _, timing = timed_run(pipe, "x", repeats=5, budget_seconds=1.0, clock=clock)
     assert len(timing.repeat_seconds) == 2 and len(calls) == 3  # 0.4 + 0.4 fit in 1 s; a third would not
-    assert timing.shown == "median of 2 calls after the first"
+    assert timing.shown == "median of 2 repeats"
     clock = ScriptedClock()
     pipe, calls = scripted_pipe(clock, [1.5, 1.5])
     _, timing = timed_run(pipe, "x", repeats=5, budget_seconds=1.0, clock=clock)
@@ -97,7 +97,7 @@ def test_with_timings_replaces_the_pipelines_own_latency():
     out = with_timings(table, {"b": Timing(0.0, 0.5), "a": Timing(0.1, 0.02, (0.01, 0.03, 0.02))})
     assert list(out["model"]) == ["a", "b"]
     assert list(out["latency_ms"]) == pytest.approx([20.0, 500.0])
-    assert list(out["timing"]) == ["median of 3 calls after the first", "first call"]
+    assert list(out["timing"]) == ["median of 3 repeats", "first call"]
 
 
 def test_word_error_rate_against_the_reference_is_the_sweeps_own():
@@ -156,7 +156,7 @@ def test_run_comparison_times_each_model_and_keeps_going_past_one_that_fails():
     loaders = {"gen": lambda: generating, "bad": broken, "ans": lambda: answering, "crash": crashing}
     results, timings, errors = run_comparison(loaders, "x", clock=clock, progress=lambda f, t: steps.append((f, t)))
     assert list(results) == ["gen", "ans"] and len(generation_calls) == 1 and len(answer_calls) == 1 + REPEATS
-    assert timings["gen"].shown == "first call" and timings["ans"].shown == f"median of {REPEATS} calls after the first"
+    assert timings["gen"].shown == "first call" and timings["ans"].shown == f"median of {REPEATS} repeats"
     assert errors == {"bad": "fill-mask needs a masked-language-model head", "crash": "RuntimeError: out of memory"}
     assert steps == [(0.0, "gen…"), (0.25, "bad…"), (0.5, "ans…"), (0.75, "crash…")]
     _, _, _ = run_comparison({"gen": lambda: generating}, "x", repeat_generation=True, clock=clock)

@@ -172,6 +172,16 @@ def words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", text.lower())
 
 
+def edit_distance(a: list[str], b: list[str]) -> int:
+    """Word-level Levenshtein distance, written out here so the test does not lean on the code it checks."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
 def reference_transcript(clip: str) -> str:
     with open(SPEECH / "transcripts.csv") as handle:
         return next(row["text"] for row in csv.DictReader(handle) if row["file"] == clip)
@@ -266,7 +276,7 @@ def _compare_and_download(page, expected_models: list[str], expected_input: str)
     assert "Results" in main_text(page)
     rows = table(page, 0, count=2)  # results, then the attention summary
     assert [r["model"] for r in rows] == expected_models, rows
-    assert all(r["input"] == expected_input for r in rows), rows
+    assert f"Input: {expected_input}" in main_text(page)  # once, above the table
     assert all(float(r["latency (ms)"]) > 0 for r in rows), rows  # in view even beside a long generated text
     summary = table(page, 1, count=2)
     assert [r["model"] for r in summary] == expected_models, summary
@@ -284,9 +294,16 @@ def _compare_and_download(page, expected_models: list[str], expected_input: str)
     assert [r["model"] for r in exported] == expected_models
     assert [r["answer"].strip() for r in exported] == [r["answer"] for r in rows]
     assert all(float(r["latency_ms"]) > 0 for r in exported), exported
+    assert all(r["input"] == expected_input and r["error"] == "" for r in exported), exported  # the input in full
+    assert [r["timing"] for r in exported] == [r["timing"] for r in rows]
+    for model in expected_models:  # the agreement matrix, one column per model
+        assert [float(r[f"agreement with {model}"]) for r in exported if r["model"] == model] == [1.0], exported
     assert_no_error(page, f"the results on {expected_input} after the download")
-    latency = page.get_by_test_id("stMain").get_by_test_id("stMarkdownContainer").filter(has_text="Latency (one call")
+    latency = page.get_by_test_id("stMain").get_by_test_id("stMarkdownContainer").filter(has_text="Latency (log scale)")
     assert latency.count() == 1, latency.all_inner_texts()  # no stale copy of the last run's charts left behind
+    chart = page.locator(".st-key-cmp_latency .js-plotly-plot")
+    assert chart.evaluate("plot => plot.layout.xaxis.type") == "log"
+    assert chart.evaluate("plot => plot.data.map(t => t.name)") == ["load", "first call", "steady state (median)"]
     assert table(page, 0, count=2) == rows  # the rerun keeps the results
     return rows
 
@@ -305,6 +322,10 @@ def test_compare_image_audio_and_text(open_page):
     rows = _compare_and_download(page, ["automatic-speech-recognition · whisper-tiny.en"], "clip_02.wav")
     spoken = set(words(reference_transcript("clip_02.wav")))
     assert len(spoken & set(words(rows[0]["answer"]))) >= 0.5 * len(spoken), rows[0]["answer"]
+    # scored against the clip's committed transcript: word edits / reference words
+    heard, said = words(rows[0]["answer"]), words(reference_transcript("clip_02.wav"))
+    assert float(rows[0]["WER"]) == pytest.approx(edit_distance(said, heard) / len(said), abs=0.005), rows[0]
+    assert rows[0]["timing"] == "first call", rows[0]  # a generating model: called once, and it says so
     shot(page, "compare_audio.png")
 
     pick_radio(page, "text")
@@ -313,7 +334,8 @@ def test_compare_image_audio_and_text(open_page):
     sentence.fill("I really loved this film, the acting was wonderful.")
     _after_rerun(page, lambda: sentence.press("Control+Enter"), settled=lambda: True)
     rows = _compare_and_download(page, ["text-classification · minilm-sentiment", "text-generation · smollm2"],
-                                 "I really loved this film, the acting was")
+                                 "I really loved this film, the acting was wonderful.")
     assert rows[0]["answer"].upper() == "POSITIVE", rows
     assert rows[1]["answer"].strip(), rows
+    assert rows[0]["timing"].startswith("median of ") and rows[1]["timing"] == "first call", rows
     shot(page, "compare_text.png")
