@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from analysis.compare_report import REPEAT_BUDGET_SECONDS
 from tests.app.streamlit_server import completed_runs, main_text, streamlit_server, wait_until_idle
 from tests.browser_support import block_external_requests, collect_console_errors, launch_chromium, requires_chromium
 
@@ -337,5 +338,8 @@ def test_compare_image_audio_and_text(open_page):
                                  "I really loved this film, the acting was wonderful.")
     assert rows[0]["answer"].upper() == "POSITIVE", rows
     assert rows[1]["answer"].strip(), rows
-    assert rows[0]["timing"].startswith("median of ") and rows[1]["timing"] == "first call", rows
+    # a generating model runs once; a classifier is repeated unless its first call alone fills the repeat budget
+    # (on a loaded 2-core machine it can)
+    assert rows[1]["timing"] == "first call", rows
+    assert rows[0]["timing"].startswith("median of ") or float(rows[0]["latency (ms)"]) > 1000 * REPEAT_BUDGET_SECONDS
     shot(page, "compare_text.png")
