@@ -66,8 +66,9 @@ def long_run(what: str, key: str, cancellable: bool = True, keep_status: bool = 
     "Failed: what" (the page's ``shown_errors`` then says why). A Cancel click ends the run from inside
     ``progress``; this function lets Streamlit's exception through untouched.
     """
-    slot = (container or st).empty()
-    status = slot.status(f"Running: {what}…", expanded=True, state="running")
+    slot = (container or st).empty()  # replaces what ``container`` held (the last results) at once
+    # a status straight in an st.empty breaks the browser's tree ("Bad delta path index 1"): a container between
+    status = slot.container().status(f"Running: {what}…", expanded=True, state="running")
     # written into, not entered: leaving `with status` would mark it complete at once
     bar = status.progress(0.0, text="starting")
     cancel = status.empty()

@@ -173,8 +173,10 @@ def test_images_and_audio_draw_the_load_where_the_last_results_were(tiny_media, 
 
     monkeypatch.setattr(models, "load_model", slow_load)
     at.selectbox(key="va_model").set_value("whisper-tiny.en").run()
-    status = at.main.children[results_at]
-    assert type(status).__name__ == "Status" and status.label.startswith("Running: loading whisper-tiny.en")
+    there = at.main.children[results_at]
+    status = [e for e in there if type(e).__name__ == "Status"]
+    assert status and status[0].label.startswith("Running: loading whisper-tiny.en")
+    assert not [e for e in there if "va_" in (getattr(getattr(e, "proto", None), "id", "") or "")]  # no ViT result
 
 
 def test_explaining_shows_a_status_and_cancel(tiny_models, monkeypatch):
