@@ -377,11 +377,17 @@ def compare_code(runs: Sequence[tuple[str, str, str]], source_expression: str, r
         "# each model's answer is its first call; a model that does not generate is called again, and the median of",
         "# those calls is its steady-state latency (timings[name].shown says which time the latency is)",
         f"results, timings, errors = run_comparison(loaders, source, repeat_generation={repeat_generation!r})",
+        "for name, message in errors.items():",
+        "    print(f'{name} failed: {message}')",
         "table = with_timings(comparison_table(results), timings)  # answer, score, load / first call / steady state",
+        "print(table[['model', 'answer', 'score', 'load_ms', 'first_call_ms', 'steady_ms', 'latency_ms', 'timing']]"
+        ".to_string(index=False))",
         "agreement = comparison_agreement(table)  # 1 - word error rate between answers",
+        "print(agreement.round(2))",
     ]
     if reference:
         lines += [f"reference = {reference!r}",
                   "transcripts = {e: top_answer(r) for e, r in results.items() if is_transcript(r)}",
-                  "reference_wer(transcripts, reference)  # word edits / reference words, per transcript"]
+                  "wer = reference_wer(transcripts, reference)  # word edits / reference words, per transcript",
+                  "print(wer.to_string(index=False))"]
     return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """The Compare page on tiny models: several pipelines on one text, image or audio; table, agreement, CSV; bad input."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from collections import Counter
@@ -15,6 +16,7 @@ from analysis.compare_report import GENERATION_REPEATS, REPEATS, reference_wer
 from models import pipeline
 from models.pipelines.base import Pipeline
 from tests.app.page_helpers import ROOT, captions, chart_traces, chart_z, decode, open_page, pruned_copies
+from tests.app.test_reproduce_snippets import unprinted_expressions
 from tests.app.test_vision_audio_page import tiny_media, tiny_media_folders  # noqa: F401  (fixtures)
 
 
@@ -273,9 +275,12 @@ def test_the_code_to_reproduce_gives_the_pages_answers_and_scores(tiny_media, mo
     table = at.dataframe[0].value
     code = next(c.value for c in at.code if "run_comparison" in c.value)
     assert "source = 'sample_data/speech/clip_02.wav'" in code
+    assert not unprinted_expressions(code)  # a script prints what the page shows
     monkeypatch.chdir(ROOT)
     namespace: dict = {}
-    exec(compile(code + "\nwer = reference_wer(transcripts, reference)\n", "<compare code>", "exec"), namespace)
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        exec(compile(code, "<compare code>", "exec"), namespace)
+    assert "whisper-tiny.en" in printed.getvalue() and "wer" in printed.getvalue()
     assert list(namespace["table"]["model"]) == list(table["model"])
     assert list(namespace["table"]["answer"]) == list(table["answer"])
     assert namespace["wer"]["wer"].tolist() == pytest.approx(table["wer"].tolist(), abs=1e-4)
@@ -287,6 +292,7 @@ def test_the_code_to_reproduce_gives_the_pages_answers_and_scores(tiny_media, mo
     table = at.dataframe[0].value
     code = next(c.value for c in at.code if "run_comparison" in c.value)
     namespace = {}
-    exec(compile(code, "<compare code>", "exec"), namespace)
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(code, "<compare code>", "exec"), namespace)
     assert list(namespace["table"]["answer"]) == list(table["answer"])
     assert namespace["agreement"].to_numpy().tolist() == chart_z(at, "cmp_agreement").tolist()
