@@ -81,7 +81,9 @@ def expected_summary(folder: Path, session: Session, text: str | None = None) ->
 
 
 def captions(page) -> list[str]:
-    return page.eval_on_selector_all("[data-testid='stCaptionContainer']", "els => els.map(e => e.innerText)")
+    """The page's own captions, in order (the sidebar's model caption is not one of them)."""
+    return page.eval_on_selector_all("[data-testid='stMain'] [data-testid='stCaptionContainer']",
+                                     "els => els.map(e => e.innerText)")
 
 
 def select_layer(page, layer: int) -> None:
