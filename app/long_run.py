@@ -65,6 +65,10 @@ def long_run(what: str, key: str, cancellable: bool = True, keep_status: bool = 
     turns into "Done: what (3.2 s)" (folded) or disappears (``keep_status=False``); when it raises an error,
     "Failed: what" (the page's ``shown_errors`` then says why). A Cancel click ends the run from inside
     ``progress``; this function lets Streamlit's exception through untouched.
+
+    ``container``: where the status goes, a container (or placeholder) the page draws in every run, so
+    that a status drawn in one run and not the next does not move what follows: the browser would take
+    moved tabs and expanders for new ones and reset them to the first tab, folded.
     """
     slot = (container or st).empty()  # replaces what ``container`` held (the last results) at once
     # a status straight in an st.empty breaks the browser's tree ("Bad delta path index 1"): a container between

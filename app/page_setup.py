@@ -17,8 +17,9 @@ def selected_model_or_stop() -> tuple[str, WorkbenchModel]:
         st.info("Type a folder or hub id in the sidebar.")
         st.stop()
     model = None
+    loading = st.container()  # drawn every run, so a load's status never moves the page below it (nor resets its tabs)
     with shown_errors(f"loading {name}"):
-        model = get_model(name)
+        model = get_model(name, container=loading)
     if model is None:
         st.stop()
     st.sidebar.caption("native: every feature" if model.is_native else

@@ -185,14 +185,15 @@ key = (name, id(model), input_key, repr(target), tuple(methods), repr(sorted(par
 
 report = memo_lookup(RESULTS, key)
 clicked = st.button("Explain", key="attribution_run", type="primary", disabled=not methods)
+explaining = st.container()  # drawn every run: a status in one run only would move the tabs below
 if report is None and clicked:
     with shown_errors("computing attributions"), long_run(
             f"explaining {description if modality != 'text' else 'the text'} with "
-            f"{', '.join(METHODS[m].label for m in methods)}", "attribution") as progress:
+            f"{', '.join(METHODS[m].label for m in methods)}", "attribution", container=explaining) as progress:
         report = session_memo(RESULTS, key, lambda: run_attribution(
             model, modality, source, methods, target, params, progress=progress), MAX_RESULTS)
 elif report is None:
-    show_cancelled("attribution")
+    show_cancelled("attribution", explaining)
 if report is None:
     if methods:
         st.info("Press Explain to compute the attributions (kept for this input while the session lasts).")

@@ -50,12 +50,12 @@ def request_prune(name: str, labels: list[str]) -> None:
     st.session_state["heads_prune_request"] = (name, list(labels))
 
 
-def prune_and_time(name: str, model, labels: list[str], texts: list[str]) -> None:
+def prune_and_time(name: str, model, labels: list[str], texts: list[str], container) -> None:
     """A pruned copy for this session, its parameters and measured speed-up; the sidebar picks it on the rerun."""
     spec = parse_heads(labels)
     count = sum(len(h) for h in spec.values())
     with long_run(f"pruning {count} head{'s' if count != 1 else ''} of {name} and timing both models",
-                  "heads_prune") as progress:
+                  "heads_prune", container=container) as progress:
         pruned = model.prune_heads(spec)
         report = compare_pruned(model, pruned, texts[:SPEED_TEXTS], progress=progress)
     new_name = keep_session_model(pruned_label(name, spec), pruned, prune_recipe(model_recipe(name), spec),
@@ -104,6 +104,7 @@ if not has_loss:
 
 data = None
 importance = None
+scoring = st.container()  # its button, status or note change from run to run; what follows keeps its place
 with shown_errors("scoring the heads"):
     data_key = (name, id(model), n_examples)
     if has_loss:
@@ -114,13 +115,14 @@ with shown_errors("scoring the heads"):
         # scores come at once, except leave-one-out (one pass per head) and anything cancelled: those on a click
         heads_total = sum(len(h) for h in model.head_ids())
         waiting = method == "ablation" or was_cancelled("heads_importance")
-        clicked = waiting and st.button(f"Run the ablation ({heads_total} heads × {n_examples} sentences)"
-                                        if method == "ablation" else f"Score the heads ({spec.label})", key="heads_run")
+        clicked = waiting and scoring.button(f"Run the ablation ({heads_total} heads × {n_examples} sentences)"
+                                             if method == "ablation" else f"Score the heads ({spec.label})",
+                                             key="heads_run")
         if waiting and not clicked:
-            show_cancelled("heads_importance")
+            show_cancelled("heads_importance", scoring)
         else:
             with long_run(f"scoring {heads_total} heads by {spec.label.lower()} on {n_examples} sentences",
-                          "heads_importance") as progress:
+                          "heads_importance", container=scoring) as progress:
                 importance = session_memo(RESULTS, key, lambda: compute_head_importance(
                     model, data if spec.needs_loss else texts[:n_examples], method, **params, progress=progress),
                     KEPT_RESULTS)
@@ -211,12 +213,13 @@ with tab_prune:
                "columns): a new model for this session, picked in the sidebar; other sessions never see it.")
     st.button(f"Prune the {len(masked_labels)} masked head{'s' if len(masked_labels) != 1 else ''}",
               key="heads_prune", disabled=not masked_labels, on_click=request_prune, args=(name, list(masked_labels)))
+    pruning = st.container()  # drawn every run, as `scoring` above
     prune_request = st.session_state.pop("heads_prune_request", None)
     if prune_request is not None and prune_request[0] == name:
         with shown_errors("pruning"):
-            prune_and_time(name, model, prune_request[1], list(texts))
+            prune_and_time(name, model, prune_request[1], list(texts), pruning)
     else:
-        show_cancelled("heads_prune")
+        show_cancelled("heads_prune", pruning)
     report_entry = st.session_state.get("heads_prune_report")
     if report_entry is not None and name in report_entry[:2]:  # about this model or its copy, never a third one
         source_name, pruned_name, report = report_entry
@@ -261,14 +264,16 @@ with tab_curve:
                 st.caption(f"Michel et al. 2019's procedure on the {n_examples} sentences: score, prune the least "
                            f"important {step}%, measure the {curve_metric}; repeat.")
         curve_key = ("curve", data_key, tuple(sorted(curve_settings.items())))
-        if held_out is not None and st.button("Compute the pruning curve", key="heads_curve_run"):
+        clicked = held_out is not None and st.button("Compute the pruning curve", key="heads_curve_run")
+        computing = st.container()  # drawn every run, as `scoring` above
+        if clicked:
             with shown_errors("computing the pruning curve"), long_run(
                     f"pruning curve: {step}% of the heads per step up to {limit}%, {curve_metric} after each",
-                    "heads_curve") as progress:
+                    "heads_curve", container=computing) as progress:
                 session_memo(RESULTS, curve_key, lambda: compute_pruning_curve(
                     model, held_out, score_data=data, **curve_settings, progress=progress), KEPT_RESULTS)
         else:
-            show_cancelled("heads_curve")
+            show_cancelled("heads_curve", computing)
         curve = memo_lookup(RESULTS, curve_key)
         if curve is not None:
             table = curve.table.assign(pruned_now=curve.table["pruned_now"].map(head_list_label))  # L0.H10, not 0.10

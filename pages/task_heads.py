@@ -177,9 +177,11 @@ else:
                    f"examples; labels {', '.join(data.label_names)}. Early stopping watches the validation split "
                    "(15% of train when the file has none); the test split is scored once, at the end.")
         run_key = (name, id(model), task, data_name, len(data), preset, epochs, learning_rate, seed)
-        if st.button("Train", key="heads_train", type="primary"):
+        clicked = st.button("Train", key="heads_train", type="primary")
+        training = st.container()  # drawn every run: the status, then the live loss, in one place
+        if clicked:
             with shown_errors("training"), long_run(f"training the {task} head: {epochs} epochs, {preset}",
-                                                    "heads_training") as progress:
+                                                    "heads_training", container=training) as progress:
                 base = model.with_head(task, labels=data.label_names)
                 has_validation = counts["validation"] > 0
                 fit, validation = ((data.split("train"), data.split("validation")) if has_validation
@@ -187,7 +189,7 @@ else:
                 config = TrainingConfig(epochs=epochs, learning_rate=learning_rate, trainable=PRESETS[preset],
                                         seed=seed)
                 progress(0.0, "computing the frozen layers once")
-                live = st.empty()
+                live = training.empty()
                 losses: list[float] = []
 
                 def on_progress(p):
@@ -209,7 +211,7 @@ else:
                                           learning_rate, seed, not has_validation)}
                 st.rerun()  # redraw from the top: section 1 now shows the trained head, not "untrained"
         else:
-            show_cancelled("heads_training")
+            show_cancelled("heads_training", training)
         kept = st.session_state.get("heads_result")
         if kept and kept["key"] == run_key:
             result, held_out = kept["result"], kept["held_out"]

@@ -206,3 +206,27 @@ def test_cancel_training_keeps_the_untrained_head(tiny_models, monkeypatch):
     assert not at.exception and not at.error
     assert any(w.value.startswith("Cancelled: training the sequence-classification head") for w in at.warning)
     assert next(m.value for m in at.metric if m.label == "Status") == "untrained" and "heads_result" not in at.session_state
+
+
+def _top_index(at, predicate) -> int:
+    """The index, among the page's top-level elements, of the first one (or its children) matching."""
+    for index, element in at.main.children.items():
+        if predicate(element) or any(predicate(e) for e in getattr(element, "children", {}).values()):
+            return index
+    raise AssertionError("not on the page")
+
+
+@pytest.mark.parametrize("page", ["heads.py", "hidden_states.py"])
+def test_a_status_in_one_run_does_not_move_the_page(tiny_models, monkeypatch, page):
+    """A status drawn in the run that loads or computes, and not in the next, must not shift what follows: the
+    browser takes a moved tab group for a new one and shows its first tab again."""
+    at = open_page(page, query={"model": "smollm2"})
+    box = "heads_free" if page == "heads.py" else "hidden_free"
+    monkeypatch.setattr(model_cache, "_LOADED", set())
+    model_cache.shared_model.clear()
+    at.text_area(key=box).set_value("the dog sat .").run()  # loads again (and, on Heads, scores again)
+    assert not at.exception  # this run loaded (its status gone once done) and, on Heads, scored
+    is_tabs = lambda e: getattr(e, "type", "") == "tab_container"  # noqa: E731
+    first = _top_index(at, is_tabs)
+    at.text_area(key=box).set_value(TEXT).run()  # a run with nothing to load or score
+    assert not at.status and _top_index(at, is_tabs) == first
