@@ -122,6 +122,17 @@ def _missing(name: str) -> bool:
     raise KeyError(name)
 
 
+def renamed_both_ways(pairs: Callable[[ModelConfig], list[tuple[str, str]]]
+                      ) -> tuple[Callable[[StateDict, ModelConfig], StateDict], Callable[[StateDict, ModelConfig], StateDict]]:
+    """(state_dict_from_hf, state_dict_to_hf) of a family whose checkpoint is a plain rename table of (HF, ours)."""
+    def from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
+        return rename(sd, pairs(cfg))
+
+    def to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
+        return rename(sd, [(ours, hf) for hf, ours in pairs(cfg)])
+    return from_hf, to_hf
+
+
 def layer_pairs(hf: str, ours: str, modules: dict[str, str], params: tuple[str, ...] = ("weight", "bias")
                 ) -> list[tuple[str, str]]:
     """(HF name, our name) of every parameter of one layer, from a {our module: HF module} table."""

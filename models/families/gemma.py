@@ -22,7 +22,7 @@ from ..errors import UnsupportedArchitectureError
 from ..heads import causal_lm_head, last_token_classification_head, token_classification_head
 from ..rotary import check_rope_scaling, rope_type, scaled_context_length
 from ..transformer import TransformerModel
-from .base import Family, StateDict, layer_pairs, register, rename
+from .base import Family, layer_pairs, register, renamed_both_ways
 
 # config keys transformers' modeling and configuration code reads, each mapped or refused below; IGNORED_KEYS
 # cannot change an inference forward (tests/models/config_keys.py checks the lists against transformers' source)
@@ -178,12 +178,7 @@ def _pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
     return pairs
 
 
-def _from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    return rename(sd, _pairs(cfg))
-
-
-def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    return rename(sd, [(ours, hf) for hf, ours in _pairs(cfg)])
+_from_hf, _to_hf = renamed_both_ways(_pairs)  # the table read one way, then the other
 
 
 def _register(name: str, model_type: str, prefix: str, body: str, classifier: str, tagger: bool) -> Family:

@@ -12,7 +12,7 @@ from ..config import ModelConfig, pruned_heads_from_hf
 from ..embeddings import TokenEmbeddings
 from ..heads import causal_lm_head, last_token_classification_head
 from ..transformer import TransformerModel
-from .base import Family, StateDict, layer_pairs, refuse_unsupported, register, rename
+from .base import Family, layer_pairs, refuse_unsupported, register, renamed_both_ways
 
 # every config key transformers' GPT-J reads that changes the arithmetic, with GPTJConfig's default (config.json
 # leaves out the keys that equal it); each is mapped in `_config` or refused in `_check`
@@ -69,12 +69,7 @@ def _pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
     return pairs
 
 
-def _from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    return rename(sd, _pairs(cfg))
-
-
-def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    return rename(sd, [(ours, hf) for hf, ours in _pairs(cfg)])
+_from_hf, _to_hf = renamed_both_ways(_pairs)  # the table read one way, then the other
 
 
 register(Family(

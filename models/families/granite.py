@@ -11,7 +11,7 @@ from typing import Any
 
 from ..config import ModelConfig
 from ..heads import causal_lm_head, last_token_classification_head
-from .base import Family, StateDict, register, rename
+from .base import Family, register, renamed_both_ways
 from .llama import COMMON_DEFAULTS, build_decoder, check_decoder, decoder_config, decoder_pairs
 
 # config keys transformers' modeling_granite.py, configuration_granite.py and the rope utilities read that change
@@ -43,12 +43,7 @@ def _config(hf: dict[str, Any]) -> ModelConfig:
         logits_scale=float(hf.get("logits_scaling", 1.0)))
 
 
-def _from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    return rename(sd, decoder_pairs(cfg))
-
-
-def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    return rename(sd, [(ours, hf) for hf, ours in decoder_pairs(cfg)])
+_from_hf, _to_hf = renamed_both_ways(decoder_pairs)  # the table read one way, then the other
 
 
 register(Family(

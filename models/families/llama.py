@@ -20,7 +20,7 @@ from ..heads import (causal_lm_head, last_token_classification_head, question_an
                      token_classification_head)
 from ..rotary import check_rope_scaling, scaled_context_length
 from ..transformer import TransformerModel
-from .base import Family, StateDict, by_model_type, layer_pairs, register, rename
+from .base import Family, by_model_type, layer_pairs, register, renamed_both_ways
 
 # config keys transformers' modeling_{llama,mistral,qwen2}.py, configuration files and modeling_rope_utils.py read
 # that change the arithmetic: each is mapped in decoder_config or refused in check_decoder
@@ -156,12 +156,7 @@ def decoder_pairs(cfg: ModelConfig, norms: dict[str, str] = PRE_NORMS, attention
     return pairs
 
 
-def _from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    return rename(sd, decoder_pairs(cfg))
-
-
-def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    return rename(sd, [(ours, hf) for hf, ours in decoder_pairs(cfg)])
+_from_hf, _to_hf = renamed_both_ways(decoder_pairs)  # the table read one way, then the other
 
 
 register(Family(

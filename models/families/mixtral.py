@@ -19,7 +19,7 @@ from ..experts import ExpertMLP, ExpertSettings
 from ..heads import (causal_lm_head, last_token_classification_head, question_answering_head,
                      token_classification_head)
 from ..transformer import TransformerModel
-from .base import Family, StateDict, register, rename
+from .base import Family, register, renamed_both_ways
 from .llama import check_decoder, decoder_config, decoder_pairs, refuse
 
 # config keys transformers' modeling_mixtral.py, its configuration and the rope utilities read that change the
@@ -99,12 +99,7 @@ def _pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
     return decoder_pairs(cfg, mlp=expert_modules("block_sparse_moe", "gate", _experts(cfg).n_experts, ("w1", "w3", "w2")))
 
 
-def _from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    return rename(sd, _pairs(cfg))
-
-
-def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    return rename(sd, [(ours, hf) for hf, ours in _pairs(cfg)])
+_from_hf, _to_hf = renamed_both_ways(_pairs)  # the table read one way, then the other
 
 
 def text_heads(prefix: str) -> dict:

@@ -17,7 +17,7 @@ from ..embeddings import TokenEmbeddings
 from ..heads import causal_lm_head, last_token_classification_head
 from ..rotary import rope_type
 from ..transformer import TransformerModel
-from .base import Family, StateDict, register, rename
+from .base import Family, register, renamed_both_ways
 from .llama import COMMON_DEFAULTS, check_decoder, decoder_config, decoder_pairs, refuse
 
 # config keys transformers' modeling_olmo2.py, configuration_olmo2.py and the rope utilities read that change
@@ -73,12 +73,7 @@ def _pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
     return pairs
 
 
-def _from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    return rename(sd, _pairs(cfg))
-
-
-def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    return rename(sd, [(ours, hf) for hf, ours in _pairs(cfg)])
+_from_hf, _to_hf = renamed_both_ways(_pairs)  # the table read one way, then the other
 
 
 register(Family(

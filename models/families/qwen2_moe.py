@@ -15,7 +15,7 @@ from ..block import MLP
 from ..config import ModelConfig
 from ..experts import ExpertMLP, ExpertSettings
 from ..transformer import TransformerModel
-from .base import Family, StateDict, layer_pairs, register, rename
+from .base import Family, layer_pairs, register, renamed_both_ways
 from .llama import MLP as DENSE, check_decoder, decoder_config, decoder_pairs, refuse
 from .mixtral import SWIGLU, build_expert_decoder, check_experts, expert_modules, text_heads
 
@@ -108,12 +108,7 @@ def _pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
     return pairs
 
 
-def _from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    return rename(sd, _pairs(cfg))
-
-
-def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    return rename(sd, [(ours, hf) for hf, ours in _pairs(cfg)])
+_from_hf, _to_hf = renamed_both_ways(_pairs)  # the table read one way, then the other
 
 
 register(Family(
