@@ -10,6 +10,7 @@ import transformers as tf
 from models import load_model
 from models.families import FAMILIES, gptj
 from tests.models.config_keys import assert_refused
+from tests.models.decoder_classifier import check_sequence_classification
 from tests.models.decoder_parity import BATCH, check_decoder_family, make_decoder_checkpoint
 
 TINY = dict(n_embd=40, n_layer=3, n_head=5, n_inner=37, rotary_dim=4, n_positions=64)  # 4 of 8 dims turn
@@ -28,15 +29,7 @@ def test_parity_with_transformers(tmp_path, case):
 
 
 def test_sequence_classifier_equals_transformers(tmp_path):
-    reference = make_decoder_checkpoint(tf.GPTJConfig, tf.GPTJForSequenceClassification, tmp_path / "m",
-                                        num_labels=3, **TINY)
-    model = load_model(str(tmp_path / "m"))
-    assert model.task == "sequence-classification"
-    trace = model.run(BATCH)
-    assert trace.attention_mask[1].sum() < trace.attention_mask[0].sum()  # padded: the last real token differs
-    with torch.no_grad():
-        theirs = reference(input_ids=trace.input_ids, attention_mask=trace.attention_mask).logits
-    torch.testing.assert_close(trace.logits, theirs, atol=1e-4, rtol=0)
+    check_sequence_classification(tf.GPTJConfig, tf.GPTJForSequenceClassification, tmp_path / "m", **TINY)
 
 
 def test_missing_keys_mean_transformers_defaults():

@@ -11,6 +11,7 @@ import transformers as tf
 from models import load_model
 from models.families import FAMILIES, opt
 from tests.models.config_keys import assert_refused
+from tests.models.decoder_classifier import check_sequence_classification
 from tests.models.decoder_parity import BATCH, check_decoder_family, make_decoder_checkpoint
 
 TINY = dict(hidden_size=40, num_hidden_layers=3, num_attention_heads=5, ffn_dim=37, max_position_embeddings=64)
@@ -61,15 +62,7 @@ def test_positions_follow_the_attention_mask(tmp_path):
 
 
 def test_sequence_classifier_equals_transformers(tmp_path):
-    reference = make_decoder_checkpoint(tf.OPTConfig, tf.OPTForSequenceClassification, tmp_path / "m",
-                                        num_labels=3, word_embed_proj_dim=24, **TINY)
-    model = load_model(str(tmp_path / "m"))
-    assert model.task == "sequence-classification"
-    trace = model.run(BATCH)
-    assert trace.attention_mask[1].sum() < trace.attention_mask[0].sum()  # padded: the last real token differs
-    with torch.no_grad():
-        theirs = reference(input_ids=trace.input_ids, attention_mask=trace.attention_mask).logits
-    torch.testing.assert_close(trace.logits, theirs, atol=1e-4, rtol=0)
+    check_sequence_classification(tf.OPTConfig, tf.OPTForSequenceClassification, tmp_path / "m", word_embed_proj_dim=24, **TINY)
 
 
 def test_bare_model_checkpoint_round_trips(tmp_path):
