@@ -73,10 +73,7 @@ def main() -> None:
                     "ours_fast": lambda: ours.forward(input_ids=ids, attention_mask=mask, capture=False),
                     "sdpa": lambda: sdpa(input_ids=ids, attention_mask=mask),
                 }, repeats=args.repeats, min_sample_seconds=args.sample_seconds)
-            ms = {k: v * 1000 for k, v in medians.items()}
-            print(f"{label:<19}{seq:>5}{ms['ours_capture']:>17.1f}{ms['eager']:>18.1f}"
-                  f"{ms['ours_capture'] / ms['eager']:>15.3f}{ms['ours_fast']:>14.1f}{ms['sdpa']:>10.1f}"
-                  f"{ms['ours_fast'] / ms['sdpa']:>12.3f}", flush=True)
+            _print_row(label, seq, medians)
 
     if args.decoders or args.only_decoders:
         for label, (config_name, model_name, size) in DECODERS.items():
@@ -103,10 +100,15 @@ def _decoder(tf, label: str, config, model_class, args) -> None:
                 "ours_fast": lambda: ours.forward(input_ids=ids, attention_mask=mask, capture=False),
                 "sdpa": lambda: fast(input_ids=ids, attention_mask=mask),
             }, repeats=args.repeats, min_sample_seconds=args.sample_seconds)
-        ms = {k: v * 1000 for k, v in medians.items()}
-        print(f"{label:<19}{seq:>5}{ms['ours_capture']:>17.1f}{ms['eager']:>18.1f}"
-              f"{ms['ours_capture'] / ms['eager']:>15.3f}{ms['ours_fast']:>14.1f}{ms['sdpa']:>10.1f}"
-              f"{ms['ours_fast'] / ms['sdpa']:>12.3f}", flush=True)
+        _print_row(label, seq, medians)
+
+
+def _print_row(label: str, seq: int, medians: dict[str, float]) -> None:
+    """One line of the table: both contenders' medians in ms and their ratios."""
+    ms = {k: v * 1000 for k, v in medians.items()}
+    print(f"{label:<19}{seq:>5}{ms['ours_capture']:>17.1f}{ms['eager']:>18.1f}"
+          f"{ms['ours_capture'] / ms['eager']:>15.3f}{ms['ours_fast']:>14.1f}{ms['sdpa']:>10.1f}"
+          f"{ms['ours_fast'] / ms['sdpa']:>12.3f}", flush=True)
 
 
 if __name__ == "__main__":
