@@ -43,7 +43,7 @@ class ModelConfig:
     attention_scales: tuple[float, ...] | None = None  # per layer, overrides attention_scale (GPT-2's inverse layer idx)
     attn_softcap: float | None = None            # Gemma 2: scores = cap * tanh(scores / cap)
     qk_norm: bool = False                        # Qwen 3, Gemma 3: a norm over each query and key head
-    sliding_window: int | None = None            # keys within this many positions of the query (local layers)
+    sliding_window: int | None = None            # local layers: causal, keys < this many back; else |q-k| <= it // 2
     layer_types: tuple[str, ...] | None = None   # per layer "full_attention" or "sliding_attention"; None: all full
     embed_scale: float | None = None             # Gemma: sqrt(d_model); Granite: embedding_multiplier
     residual_scale: float = 1.0                  # Granite: residual_multiplier on each sublayer's output

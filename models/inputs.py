@@ -78,8 +78,18 @@ class InputAdapter:
             token_type_ids=prepared.inputs.get("token_type_ids"), pooled=out.extras.get("pooled"),
             head_ids=model.head_ids(), warnings=prepared.warnings, texts=prepared.texts, model_name=model.name,
             modality=self.modality,
-            # mixture-of-experts layers: per layer the router's choice (models/experts.py), None for a dense MLP
-            extras={**prepared.extras, "router": tuple(out.router)} if out.router else prepared.extras)
+            extras=self.trace_extras(prepared, out))
+
+    @staticmethod
+    def trace_extras(prepared: Prepared, out: "ForwardOutput") -> dict[str, Any]:
+        """What a trace carries besides states and patterns: the adapter's own (images, waveforms), the experts'
+        choice per layer (None for a dense MLP) and a relative position bias (T5, MPNet), when there are any."""
+        extras = dict(prepared.extras)
+        if out.router:
+            extras["router"] = tuple(out.router)
+        if "position_bias" in out.extras:
+            extras["position_bias"] = out.extras["position_bias"]
+        return extras
 
 
 class TextInputs(InputAdapter):

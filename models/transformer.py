@@ -43,9 +43,12 @@ class TransformerModel(nn.Module):
     def __init__(self, cfg: ModelConfig, embed: nn.Module, norm_kind: str, norm_first: bool,
                  gated_mlp: bool, uses_rotary: bool, final_norm: bool, stack: str | None = None,
                  cross_stack: str | None = None, norms: str | None = None, parallel: str | None = None,
-                 make_mlp: Callable[[ModelConfig, int], nn.Module] | None = None) -> None:
+                 make_mlp: Callable[[ModelConfig, int], nn.Module] | None = None,
+                 position_bias: nn.Module | None = None) -> None:
         """`norms` and `parallel` choose the block layout (models/block.py); `make_mlp(cfg, layer)` replaces the
-        dense MLP (mixture-of-experts families)."""
+        dense MLP (mixture-of-experts families). `position_bias` (T5, MPNet) is a module called once per forward as
+        `position_bias(query_length, key_length, past)` that returns an additive score bias (1 or B, H, T, S) over
+        the stack's original heads; every layer's self-attention adds the rows of the heads it still has."""
         super().__init__()
         self.cfg = cfg
         self.stack = stack or cfg.main_stack          # the name its self-attention heads are keyed by
@@ -53,6 +56,8 @@ class TransformerModel(nn.Module):
         self.uses_rotary = uses_rotary
         self.embed = embed
         self.hook_embed = HookPoint("(B, T, d) embedding output")
+        self.position_bias = position_bias
+        self.hook_position_bias = HookPoint("(1 or B, H, T, S) relative position bias added to every layer's scores")
         qk_norm = (lambda: make_norm(norm_kind, cfg.d_head, cfg.norm_eps)) if cfg.qk_norm else None
         self.blocks = nn.ModuleList(
             Block(
@@ -134,6 +139,9 @@ class TransformerModel(nn.Module):
                     x = x * torch.tensor(self.cfg.embed_scale, dtype=x.dtype)
                 x = self.hook_embed(x)
         masks = attention_masks(self.cfg, attention_mask, x.dtype, past)  # per layer type: (B, 1, T|1, S)
+        bias = None
+        if self.position_bias is not None:
+            bias = self.hook_position_bias(self.position_bias(x.shape[1], past + x.shape[1], past).to(x.dtype))
         rotary = rotary_tables(self.cfg, positions, x.dtype) if self.uses_rotary else None
         cross_mask = None
         if encoder_mask is not None and not bool(encoder_mask.all()):
@@ -146,8 +154,9 @@ class TransformerModel(nn.Module):
                 block = self.blocks[layer]
                 layer_cache = cache[layer] if cache is not None else None
                 kind = self.cfg.layer_type(layer)
+                mask = masks[kind] if bias is None else masks[kind] + _head_rows(bias, block.attn.head_ids)
                 x, pattern, cross_pattern = block(
-                    x, masks[kind], rotary[kind] if rotary else None, _scale(head_scales, self.stack, layer), capture,
+                    x, mask, rotary[kind] if rotary else None, _scale(head_scales, self.stack, layer), capture,
                     cache=layer_cache,
                     queries=queries if layer == stop - 1 and stop_layer is None else None,
                     cross=self._cross_input(layer, encoder_states, cross_mask, head_scales, layer_cache))
@@ -164,6 +173,8 @@ class TransformerModel(nn.Module):
         final = self.final_norm(resid_final) if self.final_norm is not None else resid_final
         out = ForwardOutput(resid=resid, attentions=attentions, resid_final=resid_final, final=final,
                             cross_attentions=crosses, router=router)
+        if bias is not None and capture:
+            out.extras["position_bias"] = bias  # (1 or B, H, T, S), original head numbering
         if signal is not None:
             out.extras["attention_mask"] = attention_mask  # (B, T) of patches or frames, made by the embedding
         if self.pooler is not None:
@@ -185,6 +196,13 @@ class TransformerModel(nn.Module):
         else:
             kv = encoder_states
         return kv, cross_mask, _scale(head_scales, self.cross_stack, layer)
+
+
+def _head_rows(bias: torch.Tensor, head_ids: list[int]) -> torch.Tensor:
+    """The bias rows (1 or B, H_layer, T, S) of a layer's remaining heads, named by their original numbers."""
+    if len(head_ids) == bias.shape[1] and head_ids == list(range(bias.shape[1])):
+        return bias
+    return bias[:, torch.tensor(head_ids, dtype=torch.long, device=bias.device)]
 
 
 def _scale(head_scales: dict | None, stack: str, layer: int) -> torch.Tensor | None:
@@ -218,7 +236,8 @@ def build_attention(cfg: ModelConfig, key: HeadKey, qk_norm: Callable[[], nn.Mod
 def attention_masks(cfg: ModelConfig, attention_mask: torch.Tensor, dtype: torch.dtype,
                     past: int = 0) -> dict[str, torch.Tensor]:
     """The additive mask of each layer type the model has: "full_attention", and "sliding_attention" where
-    keys more than `sliding_window` positions before the query are hidden too (Mistral, Gemma 2 and 3)."""
+    keys more than `sliding_window` positions before the query are hidden too (Mistral, Gemma 2 and 3),
+    or, in a bidirectional encoder, farther than `sliding_window // 2` either side (ModernBERT)."""
     masks = {"full_attention": additive_mask(attention_mask, cfg.causal, dtype, past)}
     if cfg.layer_types and "sliding_attention" in cfg.layer_types:
         masks["sliding_attention"] = additive_mask(attention_mask, cfg.causal, dtype, past, window=cfg.sliding_window)
@@ -230,11 +249,16 @@ def additive_mask(attention_mask: torch.Tensor, causal: bool, dtype: torch.dtype
     """0 where a query may attend, the dtype's minimum where it may not: (B, 1, 1, S) or (B, 1, T, S).
 
     `attention_mask` covers all S keys; the T = S - past queries are the last positions (decoding cache).
-    With `window` (causal), a query sees only the keys less than `window` positions back, as transformers'
-    sliding-window attention does."""
+    With `window`, a causal query sees only the keys less than `window` positions back, as transformers'
+    sliding-window attention does; a bidirectional one (ModernBERT's local layers) sees the keys at most
+    `window // 2` positions away on either side."""
     B, S = attention_mask.shape
     allowed = attention_mask[:, None, None, :].bool()  # (B, 1, 1, S)
-    if causal:
+    if window is not None and not causal:
+        query = torch.arange(past, S, device=attention_mask.device)[:, None]  # (T, 1)
+        key = torch.arange(S, device=attention_mask.device)[None, :]  # (1, S)
+        allowed = allowed & ((key - query).abs() <= window // 2)[None, None]  # (B, 1, T, S)
+    elif causal:
         query = torch.arange(past, S, device=attention_mask.device)[:, None]  # (T, 1)
         key = torch.arange(S, device=attention_mask.device)[None, :]  # (1, S)
         visible = key <= query
