@@ -81,7 +81,10 @@ class EncoderDecoder(nn.Module):
         if encoder_out is None:
             encoder_out = self.encode(head_scales, capture, input_features=input_features, input_ids=input_ids,
                                       attention_mask=attention_mask)
+        # a signal encoder (Whisper) makes its own mask; a text encoder's is the `attention_mask` given (also with
+        # `encoder_out` from before, so padded source positions stay hidden from cross-attention while decoding)
+        encoder_mask = encoder_out.extras.get("attention_mask", attention_mask)
         decoder_out = self.decoder(input_ids=decoder_input_ids, attention_mask=decoder_attention_mask,
                                    head_scales=head_scales, capture=capture, cache=cache,
-                                   encoder_states=encoder_out.final, encoder_mask=encoder_out.extras.get("attention_mask"))
+                                   encoder_states=encoder_out.final, encoder_mask=encoder_mask)
         return Seq2SeqOutput(encoder_out, decoder_out)
