@@ -54,12 +54,16 @@ class ModelConfig:
     pruned_heads: dict[HeadKey, list[int]] = field(default_factory=dict)
     # other stacks' (n_layers, n_heads), for encoder-decoders: {"encoder": (4, 6), "cross": (4, 6)}
     other_stacks: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # the main stack's name when it is neither "encoder" nor "decoder" (CLIP's image tower is "vision")
+    main_stack_name: str | None = None
     # the Hugging Face config.json this came from, kept so save_pretrained writes every field back
     hf_config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def main_stack(self) -> str:
         """The stack an integer layer key means: the decoder's self-attention if causal, else the encoder's."""
+        if self.main_stack_name:
+            return self.main_stack_name
         return "decoder" if self.causal else "encoder"
 
     @property

@@ -33,6 +33,7 @@ PIPELINE_TASKS: dict[str, tuple[str, ...]] = {
     "causal-lm": ("text-generation",), "image-classification": ("image-classification",),
     "audio-classification": ("audio-classification",), "ctc": ("automatic-speech-recognition",),
     "automatic-speech-recognition": ("automatic-speech-recognition",),
+    "zero-shot-image-classification": ("zero-shot-image-classification",),
 }
 
 

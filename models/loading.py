@@ -143,8 +143,9 @@ def _generation_config(folder: Path) -> dict:
 
 def body_state(family, cfg, state: dict, prefix: str, folder: Path) -> tuple[dict, dict]:
     """(our body's state dict, the checkpoint's other weights): keys under `prefix` are the body's;
-    a bare body checkpoint (no prefix) is all body, and its head weights are looked for in it too."""
-    if any(k.startswith(prefix) for k in state):
+    a bare body checkpoint (no prefix) is all body, and its head weights are looked for in it too. An empty
+    prefix (CLIP: two towers and the projections side by side) is the same: every weight is both."""
+    if prefix and any(k.startswith(prefix) for k in state):
         body_hf = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         rest = {k: v for k, v in state.items() if not k.startswith(prefix)}
     else:

@@ -96,7 +96,9 @@ def _from_array(array: np.ndarray, what: str) -> Image.Image:
 
 @dataclass
 class ImageProcessor:
-    """ViTImageProcessor's steps: resize to (height, width), optional centre crop, rescale, normalise."""
+    """ViTImageProcessor's steps: resize to (height, width), optional centre crop, rescale, normalise. With
+    `shortest_edge` (CLIPImageProcessor's size), the resize keeps the aspect ratio and makes the shorter side that
+    long; the centre crop then cuts the square the model reads."""
     height: int
     width: int
     resample: int = 2                         # PIL code: 2 bilinear, 3 bicubic, 0 nearest, 1 lanczos
@@ -107,6 +109,7 @@ class ImageProcessor:
     image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     image_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     crop: tuple[int, int] | None = None       # (height, width) of a centre crop after resizing
+    shortest_edge: int | None = None          # resize keeping the aspect ratio instead of to (height, width)
     config: dict[str, Any] = field(default_factory=dict)   # the file it came from, written back on save
 
     @classmethod
@@ -114,17 +117,25 @@ class ImageProcessor:
         size = config.get("size") or {}
         if isinstance(size, int):
             size = {"height": size, "width": size}
+        shortest = size.get("shortest_edge") if isinstance(size, dict) else None
+        if shortest is not None:
+            if set(size) != {"shortest_edge"}:
+                raise InputError(f"preprocessor_config.json: size {size!r} is not supported; give shortest_edge alone.")
+            size = {"height": int(shortest), "width": int(shortest)}
         if "height" not in size and default_size is not None:
             size = {"height": default_size, "width": default_size}
         if "height" not in size:
             raise InputError(f"preprocessor_config.json: size {size!r} is not supported; give height and width.")
         crop = config.get("crop_size") if config.get("do_center_crop") else None
+        if isinstance(crop, int):  # older processors write one number for a square crop
+            crop = {"height": crop, "width": crop}
         return cls(
             height=int(size["height"]), width=int(size["width"]), resample=int(config.get("resample", 2)),
             do_resize=config.get("do_resize", True), do_rescale=config.get("do_rescale", True),
             rescale_factor=float(config.get("rescale_factor", 1 / 255)), do_normalize=config.get("do_normalize", True),
             image_mean=list(config.get("image_mean", [0.5, 0.5, 0.5])), image_std=list(config.get("image_std", [0.5, 0.5, 0.5])),
             crop=(int(crop["height"]), int(crop["width"])) if crop else None, config=dict(config),
+            shortest_edge=int(shortest) if shortest is not None else None,
         )
 
     @classmethod
@@ -136,7 +147,7 @@ class ImageProcessor:
     def preprocess_one(self, image: Image.Image) -> np.ndarray:
         """(3, H, W) float32 for one RGB image."""
         if self.do_resize:
-            image = image.resize((self.width, self.height), resample=Image.Resampling(self.resample))
+            image = image.resize(self._resized_size(image), resample=Image.Resampling(self.resample))
         if self.crop:
             top, left = (image.height - self.crop[0]) // 2, (image.width - self.crop[1]) // 2
             image = image.crop((left, top, left + self.crop[1], top + self.crop[0]))
@@ -150,6 +161,16 @@ class ImageProcessor:
             array = (array - mean) / std
         return array.transpose(2, 0, 1)  # (3, H, W)
 
+    def _resized_size(self, image: Image.Image) -> tuple[int, int]:
+        """(width, height) after the resize, as transformers' get_resize_output_image_size computes it."""
+        if self.shortest_edge is None:
+            return self.width, self.height
+        short, long = sorted((image.width, image.height))
+        new_long = int(self.shortest_edge * long / short)
+        if image.width <= image.height:
+            return self.shortest_edge, new_long
+        return new_long, self.shortest_edge
+
     def __call__(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
         """pixel_values (B, 3, H, W) for one image or a list."""
         batch = list(images) if isinstance(images, (list, tuple)) else [images]
@@ -160,7 +181,8 @@ class ImageProcessor:
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.config)
-        out.update(do_resize=self.do_resize, size={"height": self.height, "width": self.width}, resample=self.resample,
+        size = {"shortest_edge": self.shortest_edge} if self.shortest_edge else {"height": self.height, "width": self.width}
+        out.update(do_resize=self.do_resize, size=size, resample=self.resample,
                    do_rescale=self.do_rescale, rescale_factor=self.rescale_factor, do_normalize=self.do_normalize,
                    image_mean=self.image_mean, image_std=self.image_std)
         out.setdefault("image_processor_type", "ViTImageProcessor")
