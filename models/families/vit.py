@@ -23,27 +23,34 @@ from .base import Family, refuse_unsupported, register, rename
 
 
 class PatchEmbeddings(nn.Module):
-    """pixels (B, C, H, W) -> [CLS] + one vector per patch, plus learned positions: (B, 1 + N, d)."""
+    """pixels (B, C, H, W) -> the learned leading tokens ([CLS]; DeiT adds its distillation token) + one vector per
+    patch, plus learned positions: (B, len(leading) + N, d)."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, leading: dict[str, str] | None = None) -> None:
+        """`leading`: {parameter name: token label} of the learned vectors put before the patches, in order."""
         super().__init__()
         hf = cfg.hf_config
+        leading = leading or {"cls_token": "[CLS]"}
         self.image_size = _pair(hf.get("image_size", 224))
         self.patch_size = _pair(hf.get("patch_size", 16))
         self.num_channels = hf.get("num_channels", 3)
         self.grid = (self.image_size[0] // self.patch_size[0], self.image_size[1] // self.patch_size[1])
         self.projection = nn.Conv2d(self.num_channels, cfg.d_model, kernel_size=self.patch_size, stride=self.patch_size)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.d_model))
-        self.position = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1] + 1, cfg.d_model))
+        self.leading = tuple(leading)
+        self.special_tokens = tuple(leading.values())  # labels of the positions before the first patch
+        for name in self.leading:
+            setattr(self, name, nn.Parameter(torch.zeros(1, 1, cfg.d_model)))
+        self.position = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1] + len(self.leading), cfg.d_model))
 
     def embed_signal(self, pixel_values: torch.Tensor, attention_mask: torch.Tensor | None):
         B, C, H, W = pixel_values.shape
         if (H, W) != self.image_size or C != self.num_channels:
-            raise InputError(f"This ViT reads {self.num_channels} x {self.image_size[0]} x {self.image_size[1]} "
+            raise InputError(f"This model reads {self.num_channels} x {self.image_size[0]} x {self.image_size[1]} "
                              f"pixel values; got {C} x {H} x {W}. Pass images through the model's processor.")
         patches = self.projection(pixel_values.to(self.projection.weight.dtype))  # (B, d, gh, gw)
         patches = patches.flatten(2).transpose(1, 2)  # (B, N, d), row-major over the grid
-        x = torch.cat([self.cls_token.expand(B, -1, -1), patches], dim=1) + self.position  # (B, 1 + N, d)
+        leading = [getattr(self, name).expand(B, -1, -1) for name in self.leading]  # each (B, 1, d)
+        x = torch.cat([*leading, patches], dim=1) + self.position  # (B, L + N, d)
         return x, torch.ones(B, x.shape[1], dtype=torch.long, device=x.device)
 
 
@@ -70,33 +77,37 @@ READ_KEYS = ("hidden_act", "hidden_size", "image_size", "intermediate_size", "la
              "encoder_stride")  # encoder_stride: only ViTForMaskedImageModeling's decoder, which has no head here
 
 
-def _config(hf: dict[str, Any]) -> ModelConfig:
-    refuse_unsupported(hf, "ViT", hidden_act=lambda v: v in ACTIVATIONS, pooler_act=lambda v: v == "tanh",
+def patch_encoder_config(hf: dict[str, Any], family: str, shown: str, n_leading: int = 1) -> ModelConfig:
+    """The ModelConfig of a ViT-shaped encoder (ViT, DeiT) with `n_leading` learned tokens before the patches;
+    `shown` names the architecture in refusals."""
+    refuse_unsupported(hf, shown, hidden_act=lambda v: v in ACTIVATIONS, pooler_act=lambda v: v == "tanh",
                        pooler_output_size=lambda v: v in (None, hf.get("hidden_size")))
     n_heads = hf["num_attention_heads"]
     size, patch = _pair(hf.get("image_size", 224)), _pair(hf.get("patch_size", 16))
     return ModelConfig(
-        family="vit", n_layers=hf["num_hidden_layers"], n_heads=n_heads, n_kv_heads=n_heads,
+        family=family, n_layers=hf["num_hidden_layers"], n_heads=n_heads, n_kv_heads=n_heads,
         d_model=hf["hidden_size"], d_head=hf["hidden_size"] // n_heads, d_mlp=hf["intermediate_size"],
-        vocab_size=0, max_positions=(size[0] // patch[0]) * (size[1] // patch[1]) + 1,
+        vocab_size=0, max_positions=(size[0] // patch[0]) * (size[1] // patch[1]) + n_leading,
         norm_eps=hf.get("layer_norm_eps", 1e-12), activation=hf.get("hidden_act", "gelu"),
         attention_bias=hf.get("qkv_bias", True),
         pruned_heads=pruned_heads_from_hf(hf, "encoder"), hf_config=dict(hf),
     )
 
 
-def _build(cfg: ModelConfig) -> TransformerModel:
-    return TransformerModel(cfg, PatchEmbeddings(cfg), norm_kind="layer", norm_first=True, gated_mlp=False,
+def build_patch_encoder(cfg: ModelConfig, leading: dict[str, str] | None = None) -> TransformerModel:
+    """Pre-norm encoder with a final LayerNorm over patch embeddings (ViT's layout, DeiT's too)."""
+    return TransformerModel(cfg, PatchEmbeddings(cfg, leading), norm_kind="layer", norm_first=True, gated_mlp=False,
                             uses_rotary=False, final_norm=True)
 
 
-def _pairs(cfg: ModelConfig, has_pooler: bool) -> list[tuple[str, str]]:
-    """(HF name, our name) for every ViTModel weight."""
-    pairs = [("embeddings.cls_token", "embed.cls_token"),
-             ("embeddings.position_embeddings", "embed.position"),
-             ("embeddings.patch_embeddings.projection.weight", "embed.projection.weight"),
-             ("embeddings.patch_embeddings.projection.bias", "embed.projection.bias"),
-             ("layernorm.weight", "final_norm.weight"), ("layernorm.bias", "final_norm.bias")]
+def patch_encoder_pairs(cfg: ModelConfig, has_pooler: bool, leading: tuple[str, ...] = ("cls_token",)
+                        ) -> list[tuple[str, str]]:
+    """(HF name, our name) for every weight of a ViTModel-shaped body (DeiTModel names them the same)."""
+    pairs = [(f"embeddings.{name}", f"embed.{name}") for name in leading]
+    pairs += [("embeddings.position_embeddings", "embed.position"),
+              ("embeddings.patch_embeddings.projection.weight", "embed.projection.weight"),
+              ("embeddings.patch_embeddings.projection.bias", "embed.projection.bias"),
+              ("layernorm.weight", "final_norm.weight"), ("layernorm.bias", "final_norm.bias")]
     for i in range(cfg.n_layers):
         hf, ours = f"encoder.layer.{i}.", f"blocks.{i}."
         for p in ("weight", "bias"):
@@ -115,9 +126,10 @@ def _pairs(cfg: ModelConfig, has_pooler: bool) -> list[tuple[str, str]]:
 
 
 VIT = register(Family(
-    name="vit", model_types=("vit",), config_from_hf=_config, build=_build,
-    state_dict_from_hf=lambda sd, cfg: rename(sd, _pairs(cfg, "pooler.dense.weight" in sd)),
-    state_dict_to_hf=lambda sd, cfg: rename(sd, [(o, h) for h, o in _pairs(cfg, "pooler.dense.weight" in sd)]),
+    name="vit", model_types=("vit",), config_from_hf=lambda hf: patch_encoder_config(hf, "vit", "ViT"),
+    build=build_patch_encoder,
+    state_dict_from_hf=lambda sd, cfg: rename(sd, patch_encoder_pairs(cfg, "pooler.dense.weight" in sd)),
+    state_dict_to_hf=lambda sd, cfg: rename(sd, [(o, h) for h, o in patch_encoder_pairs(cfg, "pooler.dense.weight" in sd)]),
     hf_prefix=lambda cfg: "vit.", base_architecture=lambda cfg: "ViTModel",
     modality="image", inputs=IMAGE_INPUTS, default_task="image-classification", tokenizer=None,
     processor=lambda folder, cfg: ImageProcessor.from_folder(folder, default_size=cfg.hf_config.get("image_size", 224)),
