@@ -7,6 +7,6 @@ from . import falcon, gpt_neox, gptj, opt, phi, stablelm  # noqa: F401  (GPT-Neo
 from . import mixtral, qwen2_moe  # noqa: F401  (mixture of experts)
 from . import gemma  # noqa: F401  (Gemma, Gemma 2, Gemma 3 text)
 from . import clip  # noqa: F401  (CLIP: image and text towers)
-from . import bart  # noqa: F401  (BART, mBART)
+from . import bart, marian  # noqa: F401  (BART, mBART, Marian)
 
 __all__ = ["FAMILIES", "Family", "family_for_model_type", "head_formats", "register"]
