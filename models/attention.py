@@ -178,6 +178,15 @@ class Attention(nn.Module):
         out = self.o_proj(z.reshape(B, T, self.n_heads * self.d_head))  # (B, T, d)
         return out, pattern
 
+    def attend_at(self, queries: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None,
+                  rotary: tuple[torch.Tensor, torch.Tensor] | None, head_scale: torch.Tensor | None,
+                  capture: bool | str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Self-attention output at positions `queries` only, each attending to every key of `x` (B, T, d)."""
+        kv = self.project_kv(x, rotary)  # keys and values at every position
+        rotary_q = None if rotary is None else tuple(r[:, queries] for r in rotary)
+        mask_q = mask if mask is None or mask.shape[2] == 1 else mask[:, :, queries]
+        return self(x[:, queries], mask_q, rotary_q, head_scale, capture, kv=kv)
+
     def project_kv(self, source: torch.Tensor,
                    rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values (B, S, KV, dh) of `source` (B, S, d), hooked; computed once per encoder output or step."""

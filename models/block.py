@@ -155,7 +155,4 @@ class Block(nn.Module):
     def _attend(self, h, mask, rotary, head_scale, capture, cache, queries):
         if queries is None:
             return self.attn(h, mask, rotary, head_scale, capture, cache=cache)
-        kv = self.attn.project_kv(h, rotary)  # keys and values at every position
-        rotary_q = None if rotary is None else tuple(r[:, queries] for r in rotary)
-        mask_q = mask if mask is None or mask.shape[2] == 1 else mask[:, :, queries]
-        return self.attn(h[:, queries], mask_q, rotary_q, head_scale, capture, kv=kv)
+        return self.attn.attend_at(queries, h, mask, rotary, head_scale, capture)

@@ -44,11 +44,16 @@ class TransformerModel(nn.Module):
                  gated_mlp: bool, uses_rotary: bool, final_norm: bool, stack: str | None = None,
                  cross_stack: str | None = None, norms: str | None = None, parallel: str | None = None,
                  make_mlp: Callable[[ModelConfig, int], nn.Module] | None = None,
-                 position_bias: nn.Module | None = None) -> None:
+                 position_bias: nn.Module | None = None,
+                 make_attention: Callable[[ModelConfig, HeadKey], nn.Module] | None = None,
+                 relative_positions: nn.Module | None = None) -> None:
         """`norms` and `parallel` choose the block layout (models/block.py); `make_mlp(cfg, layer)` replaces the
         dense MLP (mixture-of-experts families). `position_bias` (T5, MPNet) is a module called once per forward as
         `position_bias(query_length, key_length, past)` that returns an additive score bias (1 or B, H, T, S) over
-        the stack's original heads; every layer's self-attention adds the rows of the heads it still has."""
+        the stack's original heads; every layer's self-attention adds the rows of the heads it still has.
+        `make_attention(cfg, (stack, layer))` replaces the self-attention (DeBERTa's disentangled attention; it keeps
+        Attention's interface). `relative_positions` (DeBERTa) is a module called once per forward as
+        `relative_positions(T)`; what it returns reaches every self-attention in the rotary tables' place."""
         super().__init__()
         self.cfg = cfg
         self.stack = stack or cfg.main_stack          # the name its self-attention heads are keyed by
@@ -57,11 +62,12 @@ class TransformerModel(nn.Module):
         self.embed = embed
         self.hook_embed = HookPoint("(B, T, d) embedding output")
         self.position_bias = position_bias
+        self.relative_positions = relative_positions
         self.hook_position_bias = HookPoint("(1 or B, H, T, S) relative position bias added to every layer's scores")
         qk_norm = (lambda: make_norm(norm_kind, cfg.d_head, cfg.norm_eps)) if cfg.qk_norm else None
         self.blocks = nn.ModuleList(
             Block(
-                attn=build_attention(cfg, (self.stack, layer), qk_norm),
+                attn=(make_attention or (lambda c, key: build_attention(c, key, qk_norm)))(cfg, (self.stack, layer)),
                 mlp=make_mlp(cfg, layer) if make_mlp else MLP(cfg.d_model, cfg.d_mlp, cfg.activation, gated_mlp,
                                                               cfg.mlp_bias),
                 norm_kind=norm_kind, d_model=cfg.d_model, eps=cfg.norm_eps, norm_first=norm_first,
@@ -143,6 +149,9 @@ class TransformerModel(nn.Module):
         if self.position_bias is not None:
             bias = self.hook_position_bias(self.position_bias(x.shape[1], past + x.shape[1], past).to(x.dtype))
         rotary = rotary_tables(self.cfg, positions, x.dtype) if self.uses_rotary else None
+        if self.relative_positions is not None:  # computed once, read by every layer
+            context = self.relative_positions(x.shape[1])
+            rotary = {kind: context for kind in masks}
         cross_mask = None
         if encoder_mask is not None and not bool(encoder_mask.all()):
             cross_mask = additive_mask(encoder_mask, False, x.dtype)  # (B, 1, 1, S)
