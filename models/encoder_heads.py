@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from typing import Callable
+
 from .block import ACTIVATIONS
 from .config import ModelConfig
 from .heads import HeadFormat, classifier_dropout, linear_pairs
@@ -74,17 +76,16 @@ class ReplacedTokenHead(nn.Module):
 # ---------------------------------------------------------------- formats: transformers' checkpoint names
 
 def projected_lm_head(architecture: str, dense: str, norm: str, decoder: str, bias: str | None = None,
-                      activation: str | None = None, eps: float | None = None, embedding_size: str | None = None
-                      ) -> HeadFormat:
+                      activation: str | None = None, eps: float | None = None,
+                      d_embed: Callable[[ModelConfig], int] | None = None) -> HeadFormat:
     """A ProjectedLMHead named as in `architecture`'s checkpoints; the decoder weight is tied to the word embedding.
 
     `bias`: the checkpoint's name of the decoder bias when it is not `{decoder}.bias` (RoBERTa's `lm_head.bias`).
     `activation`/`eps`: fixed values, or None to read the config's hidden activation and `layer_norm_eps`.
-    `embedding_size`: the config key of a narrower transform width (ELECTRA)."""
+    `d_embed`: the narrower width of the transform and the tied embedding (ELECTRA's embedding_size)."""
     def build(cfg: ModelConfig, n: int) -> ProjectedLMHead:
-        hf = cfg.hf_config
         return ProjectedLMHead(cfg, activation or cfg.activation, eps if eps is not None else cfg.norm_eps,
-                               hf.get(embedding_size) if embedding_size else None)
+                               d_embed(cfg) if d_embed else None)
     pairs = [*linear_pairs(dense, "dense"), *linear_pairs(norm, "norm"), (f"{decoder}.weight", "decoder.weight"),
              (bias or f"{decoder}.bias", "decoder.bias")]
     return HeadFormat(architecture, build, pairs, tied="decoder.weight")
