@@ -49,9 +49,13 @@ class ConvLayer(nn.Module):
 
 
 class AudioFrameEmbeddings(nn.Module):
-    """input_values (B, N) -> frames (B, T, d): feature encoder, projection, convolutional positions."""
+    """input_values (B, N) -> frames (B, T, d): feature encoder, projection, convolutional positions.
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    Wav2Vec2 always norms the features before projecting them; HuBERT may not (`projection_norm`), and
+    may put a BatchNorm before the positional convolution instead of weight-normalising it
+    (`position_batch_norm`)."""
+
+    def __init__(self, cfg: ModelConfig, projection_norm: bool = True, position_batch_norm: bool = False) -> None:
         super().__init__()
         hf = cfg.hf_config
         dims, kernels, strides = hf["conv_dim"], hf["conv_kernel"], hf["conv_stride"]
@@ -62,9 +66,10 @@ class AudioFrameEmbeddings(nn.Module):
             ConvLayer(dims[i - 1] if i > 0 else 1, dims[i], kernels[i], strides[i], hf.get("conv_bias", False),
                       ("group" if i == 0 else None) if norm_kind == "group" else "layer", act)
             for i in range(len(dims)))
-        self.feature_norm = nn.LayerNorm(dims[-1], eps=cfg.norm_eps)
+        self.feature_norm = nn.LayerNorm(dims[-1], eps=cfg.norm_eps) if projection_norm else None
         self.projection = nn.Linear(dims[-1], cfg.d_model)
         k = hf.get("num_conv_pos_embeddings", 128)
+        self.pos_batch_norm = nn.BatchNorm1d(cfg.d_model) if position_batch_norm else None
         self.pos_conv = nn.Conv1d(cfg.d_model, cfg.d_model, kernel_size=k, padding=k // 2,
                                   groups=hf.get("num_conv_pos_embedding_groups", 16))
         self.pos_trim = 1 if k % 2 == 0 else 0  # "same" padding for an even kernel drops the last frame
@@ -92,7 +97,9 @@ class AudioFrameEmbeddings(nn.Module):
         for layer in self.conv_layers:
             x = layer(x)  # (B, C, T)
         x = x.transpose(1, 2)  # (B, T, C)
-        x = self.projection(self.feature_norm(x))  # (B, T, d)
+        if self.feature_norm is not None:
+            x = self.feature_norm(x)
+        x = self.projection(x)  # (B, T, d)
         B, T, _ = x.shape
         if attention_mask is not None:
             frames = self.output_lengths(attention_mask.sum(-1))  # (B,)
@@ -100,7 +107,10 @@ class AudioFrameEmbeddings(nn.Module):
             x = x * mask[..., None].to(x.dtype)  # padded frames are zero before the positional convolution
         else:
             mask = torch.ones(B, T, dtype=torch.long, device=x.device)
-        positions = self.pos_conv(x.transpose(1, 2))  # (B, d, T + trim)
+        channels = x.transpose(1, 2)  # (B, d, T)
+        if self.pos_batch_norm is not None:  # eval mode: the running statistics
+            channels = self.pos_batch_norm(channels)
+        positions = self.pos_conv(channels)  # (B, d, T + trim)
         if self.pos_trim:
             positions = positions[:, :, : -self.pos_trim]
         x = x + self.pos_act(positions).transpose(1, 2)  # (B, T, d)
@@ -151,15 +161,16 @@ READ_KEYS = ("conv_bias", "conv_dim", "conv_kernel", "conv_stride", "do_stable_l
              "add_adapter", "use_weighted_layer_sum", "adapter_attn_dim", "output_hidden_size")
 
 
-def _config(hf: dict[str, Any]) -> ModelConfig:
+def frame_encoder_config(hf: dict[str, Any], family: str = "wav2vec2", shown: str = "Wav2Vec2") -> ModelConfig:
+    """The ModelConfig of a Wav2Vec2-shaped audio encoder (Wav2Vec2, HuBERT); `shown` names it in refusals."""
     # adapter layers, attention adapters and a weighted layer sum change the outputs: refused, by name
-    refuse_unsupported(hf, "Wav2Vec2", add_adapter=lambda v: not v, use_weighted_layer_sum=lambda v: not v,
+    refuse_unsupported(hf, shown, add_adapter=lambda v: not v, use_weighted_layer_sum=lambda v: not v,
                        adapter_attn_dim=lambda v: v is None, hidden_act=lambda v: v in ACTIVATIONS,
                        feat_extract_activation=lambda v: v in ACTIVATIONS,
                        output_hidden_size=lambda v: v in (None, hf.get("hidden_size")))
     n_heads = hf["num_attention_heads"]
     return ModelConfig(
-        family="wav2vec2", n_layers=hf["num_hidden_layers"], n_heads=n_heads, n_kv_heads=n_heads,
+        family=family, n_layers=hf["num_hidden_layers"], n_heads=n_heads, n_kv_heads=n_heads,
         d_model=hf["hidden_size"], d_head=hf["hidden_size"] // n_heads, d_mlp=hf["intermediate_size"],
         vocab_size=hf.get("vocab_size", 32), max_positions=1 << 20,  # positions come from a convolution: no table
         norm_eps=hf.get("layer_norm_eps", 1e-5), activation=hf.get("hidden_act", "gelu"),
@@ -168,9 +179,11 @@ def _config(hf: dict[str, Any]) -> ModelConfig:
     )
 
 
-def _build(cfg: ModelConfig) -> TransformerModel:
+def build_frame_encoder(cfg: ModelConfig, **layout: bool) -> TransformerModel:
+    """Post-norm ("base") or pre-norm with a final LayerNorm ("stable") encoder over audio frames; `layout` is
+    AudioFrameEmbeddings' switches (projection_norm, position_batch_norm)."""
     stable = cfg.hf_config.get("do_stable_layer_norm", False)
-    return TransformerModel(cfg, AudioFrameEmbeddings(cfg), norm_kind="layer", norm_first=stable, gated_mlp=False,
+    return TransformerModel(cfg, AudioFrameEmbeddings(cfg, **layout), norm_kind="layer", norm_first=stable, gated_mlp=False,
                             uses_rotary=False, final_norm=stable)
 
 
@@ -184,8 +197,10 @@ _LAYER = {"attn.q_proj": "attention.q_proj", "attn.k_proj": "attention.k_proj", 
           "mlp.fc_out": "feed_forward.output_dense", "ln2": "final_layer_norm"}
 
 
-def _pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
-    """(HF name, our name) for every Wav2Vec2Model weight except the positional convolution's."""
+def frame_encoder_pairs(cfg: ModelConfig, projection_norm: bool = True, position_batch_norm: bool = False
+                        ) -> list[tuple[str, str]]:
+    """(HF name, our name) for every Wav2Vec2Model-shaped weight (HubertModel's too) except the positional
+    convolution's weight."""
     hf = cfg.hf_config
     pairs = [("masked_spec_embed", "embed.masked_spec_embed")] if _has_spec_embed(hf) else []
     for i in range(len(hf["conv_dim"])):
@@ -196,9 +211,13 @@ def _pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
             pairs += [(f"feature_extractor.conv_layers.{i}.layer_norm.{p}", f"embed.conv_layers.{i}.norm.{p}")
                       for p in ("weight", "bias")]
     for p in ("weight", "bias"):
-        pairs += [(f"feature_projection.layer_norm.{p}", f"embed.feature_norm.{p}"),
-                  (f"feature_projection.projection.{p}", f"embed.projection.{p}")]
+        if projection_norm:
+            pairs.append((f"feature_projection.layer_norm.{p}", f"embed.feature_norm.{p}"))
+        pairs.append((f"feature_projection.projection.{p}", f"embed.projection.{p}"))
     pairs.append(("encoder.pos_conv_embed.conv.bias", "embed.pos_conv.bias"))
+    if position_batch_norm:
+        pairs += [(f"encoder.pos_conv_embed.batch_norm.{p}", f"embed.pos_batch_norm.{p}")
+                  for p in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")]
     norm_target = "final_norm" if hf.get("do_stable_layer_norm", False) else "embed.norm"
     pairs += [(f"encoder.layer_norm.{p}", f"{norm_target}.{p}") for p in ("weight", "bias")]
     for i in range(cfg.n_layers):
@@ -207,13 +226,24 @@ def _pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
 
 
 # The positional convolution is stored weight-normalised (Salimans & Kingma 2016) along the kernel
-# axis: w = g * v / ||v||. Old checkpoints name the parts weight_g / weight_v.
+# axis: w = g * v / ||v||. Old checkpoints name the parts weight_g / weight_v. HuBERT's batch-norm
+# variant stores the plain weight.
 _POS_G = ("encoder.pos_conv_embed.conv.parametrizations.weight.original0", "encoder.pos_conv_embed.conv.weight_g")
 _POS_V = ("encoder.pos_conv_embed.conv.parametrizations.weight.original1", "encoder.pos_conv_embed.conv.weight_v")
 
 
-def _from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    ours = rename(sd, _pairs(cfg))
+def frame_encoder_converters(projection_norm: bool = True, position_batch_norm: bool = False):
+    """(state_dict_from_hf, state_dict_to_hf) of a Wav2Vec2-shaped body with this embedding layout."""
+    def from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
+        return _from_hf(sd, frame_encoder_pairs(cfg, projection_norm, position_batch_norm))
+
+    def to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
+        return _to_hf(sd, frame_encoder_pairs(cfg, projection_norm, position_batch_norm), not position_batch_norm)
+    return from_hf, to_hf
+
+
+def _from_hf(sd: StateDict, pairs: list[tuple[str, str]]) -> StateDict:
+    ours = rename(sd, pairs)
     g = next((sd[k] for k in _POS_G if k in sd), None)
     v = next((sd[k] for k in _POS_V if k in sd), None)
     if g is None or v is None:
@@ -226,21 +256,33 @@ def _from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
     return ours
 
 
-def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    out = rename(sd, [(o, h) for h, o in _pairs(cfg)])
+def _to_hf(sd: StateDict, pairs: list[tuple[str, str]], weight_norm: bool) -> StateDict:
+    out = rename(sd, [(o, h) for h, o in pairs])
     w = sd["embed.pos_conv.weight"]
+    if not weight_norm:
+        out["encoder.pos_conv_embed.conv.weight"] = w
+        return out
     out[_POS_G[0]] = w.norm(dim=(0, 1), keepdim=True)  # g = ||w||, v = w gives back w exactly
     out[_POS_V[0]] = w.clone()
     return out
 
 
+_FROM_HF, _TO_HF = frame_encoder_converters()
+
+
+def frame_encoder_heads(model: str) -> dict[str, HeadFormat]:
+    """The CTC and audio-classification heads of a Wav2Vec2-shaped model, under transformers' class names
+    (`{model}ForCTC`, `{model}ForSequenceClassification`) and weight names."""
+    return {"ctc": HeadFormat(f"{model}ForCTC", lambda cfg, n: CTCHead(cfg, n), linear_pairs("lm_head", "lm_head")),
+            "audio-classification": HeadFormat(
+                f"{model}ForSequenceClassification", lambda cfg, n: AudioClassificationHead(cfg, n),
+                linear_pairs("projector", "projector") + linear_pairs("classifier", "classifier"))}
+
+
 WAV2VEC2 = register(Family(
-    name="wav2vec2", model_types=("wav2vec2",), config_from_hf=_config,
-    build=_build, state_dict_from_hf=_from_hf, state_dict_to_hf=_to_hf, hf_prefix=lambda cfg: "wav2vec2.",
+    name="wav2vec2", model_types=("wav2vec2",), config_from_hf=lambda hf: frame_encoder_config(hf),
+    build=build_frame_encoder, state_dict_from_hf=_FROM_HF, state_dict_to_hf=_TO_HF, hf_prefix=lambda cfg: "wav2vec2.",
     base_architecture=lambda cfg: "Wav2Vec2Model", modality="audio", inputs=FRAME_AUDIO_INPUTS,
     tokenizer=CTCTokenizer.from_folder, processor=lambda folder, cfg: Wav2Vec2Features.from_folder(folder),
-    heads={"ctc": HeadFormat("Wav2Vec2ForCTC", lambda cfg, n: CTCHead(cfg, n), linear_pairs("lm_head", "lm_head")),
-           "audio-classification": HeadFormat(
-               "Wav2Vec2ForSequenceClassification", lambda cfg, n: AudioClassificationHead(cfg, n),
-               linear_pairs("projector", "projector") + linear_pairs("classifier", "classifier"))},
+    heads=frame_encoder_heads("Wav2Vec2"),
 ))
