@@ -1,5 +1,6 @@
-"""Images & audio: a ViT's attention drawn on the picture, Whisper's cross-attention as an alignment
-of output tokens with audio time, and encoder self-attention over the recording."""
+"""Images & audio: a ViT's attention drawn on the picture, zero-shot labels scored by an image-text model
+(CLIP) with both towers' attention, Whisper's cross-attention as an alignment of output tokens with audio
+time, and encoder self-attention over the recording."""
 from __future__ import annotations
 
 import streamlit as st
@@ -10,11 +11,16 @@ from app.guard import shown_errors
 from app.long_run import long_run
 from app.media_inputs import audio_input, image_input, source_key, transcript_of
 from app.modal_plots import alignment_figure, audio_attention_figure, patch_overlay
+from app.plots import attention_heatmap
+from app.token_display import display_tokens
 from app.model_cache import get_model
 from app.model_kinds import modality_of, names_for
 from app.sidebar import selected_model_name
 from app.state import int_slider, keep, keep_valid, memo_lookup, session_memo
+from models.pipelines.zero_shot_image import DEFAULT_TEMPLATE
 from models.preprocessing import load_image
+
+ZERO_SHOT = "zero-shot-image-classification"  # the pipeline a two-tower image-text model serves
 
 st.header("Images & audio")
 st.caption("Attention over image patches, and over time in speech. Pick a model and a sample, or upload your own.")
@@ -27,21 +33,65 @@ keep_valid("va_model", options, options[0])
 name = st.selectbox("Model", options, **keep("va_model"))
 
 
-def traced(model, kind: str, source, label: str, slot):
+def zero_shot_choices() -> dict:
+    """The candidate labels a zero-shot model ranks, and the sentence each is written into, as the user types them."""
+    typed = st.text_input("Candidate labels, comma-separated", "a flower, a city, a handwritten digit, a cat",
+                          **keep("va_labels"))
+    template = st.text_input("Sentence each label is written into ({} is the label)", DEFAULT_TEMPLATE,
+                             **keep("va_template"))
+    return {"candidate_labels": [label.strip() for label in typed.split(",") if label.strip()],
+            "hypothesis_template": template}
+
+
+def traced(model, kind: str, source, label: str, slot, options: dict):
     """The model's trace on this image or clip: kept per (model, input) in this session; a new one runs with a
     status drawn in ``slot``, where the last results were, so they never stand there as if they were these."""
-    key, keep_last = (name, source_key(source)), 3 if kind == "image" else 2
+    key = (name, source_key(source), tuple(options.get("candidate_labels", ())), options.get("hypothesis_template"))
+    keep_last = 3 if kind == "image" else 2
     trace = memo_lookup(f"va_{kind}", key)
     if trace is None:
         with long_run(f"running {name} on {label}", "va_run", cancellable=False, keep_status=False, container=slot):
-            run = (lambda: model.run(images=[source])) if kind == "image" else (lambda: model.run(audio=[source]))
+            run = ((lambda: model.run(images=[source], **options)) if kind == "image"
+                   else (lambda: model.run(audio=[source])))
             trace = session_memo(f"va_{kind}", key, run, max_entries=keep_last)
     return trace
 
 
+def text_tower_view(trace) -> None:
+    """A two-tower model's text side: each candidate sentence's self-attention, per layer and head."""
+    tower = trace.extras["text_tower"]
+    st.subheader("Text tower attention")
+    sentences = trace.extras["sentences"]
+    keep_valid("va_sentence", list(range(len(sentences))), 0)
+    row = st.selectbox("Sentence", list(range(len(sentences))), format_func=lambda i: sentences[i],
+                       **keep("va_sentence"))
+    n_layers = len(tower["attentions"])
+    layer = int_slider(st, "Text layer", 0, n_layers - 1, key="va_text_layer", default=n_layers - 1)
+    heads = tower["head_ids"][layer]
+    keep_valid("va_text_head", [MEAN] + heads, MEAN)
+    head = st.selectbox("Text head", [MEAN] + heads, **keep("va_text_head"))
+    n = int(tower["attention_mask"][row].sum())
+    pattern = tower["attentions"][layer][row, :, :n, :n]  # (H, n, n) without padding
+    weights = pattern.mean(0) if head == MEAN else pattern[heads.index(head)]
+    tokens = display_tokens(tower["tokens"][row])
+    st.plotly_chart(attention_heatmap(weights.float().numpy(), tokens,
+                                      f"Text layer {layer}, {'mean of heads' if head == MEAN else f'head {head}'}"),
+                    key="va_text_attention")
+    st.caption("The text tower reads each sentence left to right (causal attention) and is pooled at its end "
+               "token; the image is scored against that vector.")
+
+
 def image_view(model, trace, source, label: str) -> None:
     image = load_image(source)
-    if trace.logits is not None:
+    if "text_tower" in trace.extras:  # zero-shot: the typed labels, scored by image-text similarity
+        probs = trace.logits[0].float().softmax(-1)
+        order = probs.argsort(descending=True)
+        labels = trace.extras["candidate_labels"]
+        st.subheader("Zero-shot prediction")
+        st.dataframe({"label": [labels[int(i)] for i in order], "score": [round(float(probs[i]), 4) for i in order],
+                      "similarity": [round(float(trace.logits[0, i]), 3) for i in order]},
+                     hide_index=True, key="va_prediction")
+    elif trace.logits is not None:
         probs = trace.logits[0].float().softmax(-1)
         best = probs.topk(min(5, probs.shape[-1]))
         st.subheader("Prediction")
@@ -107,7 +157,11 @@ with shown_errors("running the model"):
     if picked is None:
         results.info(f"Upload {'an image' if model.modality == 'image' else 'a recording'} to begin.")
         st.stop()
+    with pickers:
+        options = zero_shot_choices() if ZERO_SHOT in model.tasks else {}
     source, label = picked
-    trace = traced(model, model.modality, source, label, results)
+    trace = traced(model, model.modality, source, label, results, options)
     with results.container():
         (image_view if model.modality == "image" else audio_view)(model, trace, source, label)
+        if "text_tower" in trace.extras:
+            text_tower_view(trace)

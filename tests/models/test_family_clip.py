@@ -1,8 +1,6 @@
 """CLIP: both towers, the similarity scores and the zero-shot pipeline equal transformers on a tiny random CLIPModel."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -11,7 +9,7 @@ from PIL import Image
 
 from models import InputError, load_model
 from models.pipelines import pipeline
-from tests.tiny_models import save_tokenizer, word_tokenizer
+from tests.tiny_clip import make_clip
 
 ATOL = 1e-4
 LABELS = ["cat", "dog barked", "a very good movie"]
@@ -20,29 +18,7 @@ LABELS = ["cat", "dog barked", "a very good movie"]
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clip")
-    torch.manual_seed(0)
-    # odd shapes: towers of different widths, depths and head counts; a 30-pixel image cut into 5 x 5 patches
-    config = tf.CLIPConfig(
-        text_config=dict(vocab_size=64, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=20, bos_token_id=0, eos_token_id=1,
-                         pad_token_id=1),
-        vision_config=dict(hidden_size=24, intermediate_size=30, num_hidden_layers=3, num_attention_heads=2,
-                           image_size=30, patch_size=6),
-        projection_dim=16)
-    reference = tf.CLIPModel(config).eval()
-    with torch.no_grad():  # scrambled, so every parameter shows
-        for name, p in reference.named_parameters():
-            if name != "logit_scale":
-                p.copy_(torch.randn_like(p) * (0.3 if p.dim() > 1 else 0.5) + (1.0 if "norm" in name else 0.0))
-    reference.config._attn_implementation = "eager"
-    reference.save_pretrained(folder)
-    special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
-               "unk_token": "[UNK]"}
-    save_tokenizer(word_tokenizer(["<|startoftext|>", "<|endoftext|>"], "<|startoftext|> $A <|endoftext|>",
-                                  "<|startoftext|> $A <|endoftext|> $B:1 <|endoftext|>:1"), folder, special)
-    (folder / "tokenizer_config.json").write_text(json.dumps(
-        {**special, "tokenizer_class": "PreTrainedTokenizerFast", "model_input_names": ["input_ids", "attention_mask"]}))
-    tf.CLIPImageProcessor(size={"shortest_edge": 30}, crop_size={"height": 30, "width": 30}).save_pretrained(folder)
+    reference = make_clip(folder)
     return folder, reference, load_model(str(folder))
 
 
