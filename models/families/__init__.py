@@ -8,5 +8,6 @@ from . import mixtral, qwen2_moe  # noqa: F401  (mixture of experts)
 from . import gemma  # noqa: F401  (Gemma, Gemma 2, Gemma 3 text)
 from . import clip  # noqa: F401  (CLIP: image and text towers)
 from . import bart, marian  # noqa: F401  (BART, mBART, Marian)
+from . import albert, mpnet  # noqa: F401  (ALBERT: shared layers; MPNet: relative position bias)
 
 __all__ = ["FAMILIES", "Family", "family_for_model_type", "head_formats", "register"]
