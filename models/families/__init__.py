@@ -6,6 +6,7 @@ from . import granite, olmo2, phi3, qwen3  # noqa: F401  (Llama-type decoders: Q
 from . import falcon, gpt_neox, gptj, opt, phi, stablelm  # noqa: F401  (GPT-NeoX, GPT-J, Phi, StableLM, Falcon, OPT)
 from . import mixtral, qwen2_moe  # noqa: F401  (mixture of experts)
 from . import gemma  # noqa: F401  (Gemma, Gemma 2, Gemma 3 text)
+from . import distilbert, electra, roberta  # noqa: F401  (BERT-shaped encoders: RoBERTa, XLM-R, CamemBERT)
 from . import clip  # noqa: F401  (CLIP: image and text towers)
 from . import bart, marian  # noqa: F401  (BART, mBART, Marian)
 from . import albert, mpnet  # noqa: F401  (ALBERT: shared layers; MPNet: relative position bias)

@@ -1,7 +1,8 @@
-"""BERT-type encoders: BERT (and MiniLM, which is BERT-shaped), RoBERTa and DistilBERT.
+"""BERT-type encoders: BERT (and MiniLM, which is BERT-shaped), and the parts RoBERTa, DistilBERT and ELECTRA share.
 
 Post-norm blocks (Devlin et al. 2019): LayerNorm(x + Attention(x)), then LayerNorm(h + MLP(h)).
-The three share everything but position ids and checkpoint names.
+RoBERTa-shaped checkpoints (roberta.py), DistilBERT (distilbert.py) and ELECTRA (electra.py) reuse the
+embeddings, config mapping and layer names here; they differ in position ids, widths and checkpoint names.
 """
 from __future__ import annotations
 
@@ -15,24 +16,27 @@ from ..config import ModelConfig, pruned_heads_from_hf
 from ..heads import (BertMaskedLMHead, HeadFormat, PooledClassificationHead, Pooler, linear_pairs, question_answering_head,
                      token_classification_head)
 from ..transformer import TransformerModel
-from .base import Family, StateDict, by_model_type, layer_pairs, refuse_unsupported, register, rename
+from .base import Family, StateDict, layer_pairs, refuse_unsupported, register, rename
 
 
 class EncoderEmbeddings(nn.Module):
-    """word + position (+ segment) embeddings, then LayerNorm."""
+    """word + position (+ segment) embeddings, then LayerNorm (+ a projection to d_model, ELECTRA)."""
 
-    def __init__(self, cfg: ModelConfig, type_vocab_size: int, position_offset: int | None) -> None:
+    def __init__(self, cfg: ModelConfig, type_vocab_size: int, position_offset: int | None,
+                 d_embed: int | None = None) -> None:
         super().__init__()
-        self.word = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        d_embed = d_embed or cfg.d_model  # ELECTRA embeds narrower than its residual stream
+        self.word = nn.Embedding(cfg.vocab_size, d_embed)
         n_positions = cfg.max_positions + (position_offset + 1 if position_offset is not None else 0)
-        self.position = nn.Embedding(n_positions, cfg.d_model)
-        self.token_type = nn.Embedding(type_vocab_size, cfg.d_model) if type_vocab_size > 0 else None
-        self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.position = nn.Embedding(n_positions, d_embed)
+        self.token_type = nn.Embedding(type_vocab_size, d_embed) if type_vocab_size > 0 else None
+        self.norm = nn.LayerNorm(d_embed, eps=cfg.norm_eps)
+        self.project = nn.Linear(d_embed, cfg.d_model) if d_embed != cfg.d_model else None
         # RoBERTa numbers real tokens from padding_idx + 1 and gives padding position padding_idx
         self.position_offset = position_offset
 
     def forward(self, input_ids, token_type_ids, positions, attention_mask, inputs_embeds):
-        x = inputs_embeds if inputs_embeds is not None else self.word(input_ids)  # (B, T, d)
+        x = inputs_embeds if inputs_embeds is not None else self.word(input_ids)  # (B, T, d_embed)
         if self.position_offset is not None:
             positions = torch.cumsum(attention_mask, dim=1) * attention_mask + self.position_offset
         x = x + self.position(positions)
@@ -40,10 +44,9 @@ class EncoderEmbeddings(nn.Module):
             if token_type_ids is None or self.token_type.num_embeddings == 1:
                 token_type_ids = torch.zeros_like(positions)  # RoBERTa has one segment embedding
             x = x + self.token_type(token_type_ids)
-        return self.norm(x)
+        x = self.norm(x)
+        return self.project(x) if self.project is not None else x  # (B, T, d)
 
-
-# ---------------------------------------------------------------- BERT and RoBERTa
 
 # config keys transformers' modeling code reads that change the arithmetic, each mapped or refused below
 # (training-only keys, such as dropout, are left out: tests/models/test_config_keys.py checks the list)
@@ -53,61 +56,60 @@ READ_KEYS = (
     "hidden_act", "hidden_size", "intermediate_size", "layer_norm_eps", "max_position_embeddings",
     "num_attention_heads", "num_hidden_layers", "pad_token_id", "type_vocab_size", "vocab_size",
     "position_embedding_type", "is_decoder", "add_cross_attention", "classifier_dropout",
-    # DistilBERT (sinusoidal_pos_embds: the checkpoint stores the fixed table, which is loaded like a learned one)
-    "activation", "dim", "hidden_dim", "n_heads", "n_layers", "sinusoidal_pos_embds", "seq_classif_dropout",
 )
 
 
-def _bert_config(hf: dict[str, Any]) -> ModelConfig:
-    refuse_unsupported(hf, "BERT-type", hidden_act=lambda v: v in ACTIVATIONS,
+def encoder_config(hf: dict[str, Any], family: str, offset_positions: bool = False) -> ModelConfig:
+    """A BERT-shaped config.json -> ModelConfig. `offset_positions`: RoBERTa's positions start after padding_idx,
+    so the table has pad_token_id + 1 rows more than the longest input."""
+    refuse_unsupported(hf, family, hidden_act=lambda v: v in ACTIVATIONS,
                        position_embedding_type=lambda v: v in (None, "absolute"),  # relative_key*: not implemented
                        is_decoder=lambda v: not v, add_cross_attention=lambda v: not v)
     n_heads = hf["num_attention_heads"]
+    pad = hf.get("pad_token_id", 1 if offset_positions else 0)
     return ModelConfig(
-        family="roberta" if hf.get("model_type") in ("roberta", "xlm-roberta") else "bert",
-        n_layers=hf["num_hidden_layers"], n_heads=n_heads, n_kv_heads=n_heads,
+        family=family, n_layers=hf["num_hidden_layers"], n_heads=n_heads, n_kv_heads=n_heads,
         d_model=hf["hidden_size"], d_head=hf["hidden_size"] // n_heads, d_mlp=hf["intermediate_size"],
         vocab_size=hf["vocab_size"],
-        max_positions=hf["max_position_embeddings"] - (hf.get("pad_token_id", 1) + 1 if hf.get("model_type") in ("roberta", "xlm-roberta") else 0),
+        max_positions=hf["max_position_embeddings"] - (pad + 1 if offset_positions else 0),
         norm_eps=hf.get("layer_norm_eps", 1e-12), activation=hf.get("hidden_act", "gelu"),
-        pad_token_id=hf.get("pad_token_id", 0), tie_word_embeddings=hf.get("tie_word_embeddings", True),
+        pad_token_id=pad, tie_word_embeddings=hf.get("tie_word_embeddings", True),
         pruned_heads=pruned_heads_from_hf(hf, "encoder"), hf_config=dict(hf),
     )
 
 
-def _build_encoder(cfg: ModelConfig) -> TransformerModel:
-    hf = cfg.hf_config
-    offset = cfg.pad_token_id if cfg.family == "roberta" else None
-    embed = EncoderEmbeddings(cfg, hf.get("type_vocab_size", 2), offset)
+def build_encoder(cfg: ModelConfig, offset_positions: bool = False, d_embed: int | None = None) -> TransformerModel:
+    embed = EncoderEmbeddings(cfg, cfg.hf_config.get("type_vocab_size", 2),
+                              cfg.pad_token_id if offset_positions else None, d_embed)
     return TransformerModel(cfg, embed, norm_kind="layer", norm_first=False, gated_mlp=False,
                             uses_rotary=False, final_norm=False)
 
 
-def _pooler(cfg: ModelConfig) -> Pooler | None:
+def make_pooler(cfg: ModelConfig) -> Pooler | None:
     """BERT's pooler, unless the config says the checkpoint was made without one."""
     return Pooler(cfg.d_model) if cfg.hf_config.get("add_pooling_layer", True) else None
 
 
 # our module -> the checkpoint's, per layer
-_BERT_LAYER = {"attn.q_proj": "attention.self.query", "attn.k_proj": "attention.self.key",
-               "attn.v_proj": "attention.self.value", "attn.o_proj": "attention.output.dense",
-               "ln1": "attention.output.LayerNorm", "mlp.fc_in": "intermediate.dense", "mlp.fc_out": "output.dense",
-               "ln2": "output.LayerNorm"}
-_DISTIL_LAYER = {"attn.q_proj": "attention.q_lin", "attn.k_proj": "attention.k_lin", "attn.v_proj": "attention.v_lin",
-                 "attn.o_proj": "attention.out_lin", "ln1": "sa_layer_norm", "mlp.fc_in": "ffn.lin1",
-                 "mlp.fc_out": "ffn.lin2", "ln2": "output_layer_norm"}
+BERT_LAYER = {"attn.q_proj": "attention.self.query", "attn.k_proj": "attention.self.key",
+              "attn.v_proj": "attention.self.value", "attn.o_proj": "attention.output.dense",
+              "ln1": "attention.output.LayerNorm", "mlp.fc_in": "intermediate.dense", "mlp.fc_out": "output.dense",
+              "ln2": "output.LayerNorm"}
 
 
-def _bert_pairs(cfg: ModelConfig, has_pooler: bool, has_token_types: bool) -> list[tuple[str, str]]:
-    """(HF name, our name) for every body weight of a BERT or RoBERTa checkpoint."""
+def _bert_pairs(cfg: ModelConfig, has_pooler: bool, has_token_types: bool, has_project: bool = False
+                ) -> list[tuple[str, str]]:
+    """(HF name, our name) for every body weight of a BERT, RoBERTa or ELECTRA checkpoint."""
     pairs = [("embeddings.word_embeddings.weight", "embed.word.weight"),
              ("embeddings.position_embeddings.weight", "embed.position.weight"),
              ("embeddings.LayerNorm.weight", "embed.norm.weight"),
              ("embeddings.LayerNorm.bias", "embed.norm.bias")]
     if has_token_types:
         pairs.append(("embeddings.token_type_embeddings.weight", "embed.token_type.weight"))
+    if has_project:
+        pairs += linear_pairs("embeddings_project", "embed.project")
     for i in range(cfg.n_layers):
-        pairs += layer_pairs(f"encoder.layer.{i}.", f"blocks.{i}.", _BERT_LAYER)
+        pairs += layer_pairs(f"encoder.layer.{i}.", f"blocks.{i}.", BERT_LAYER)
     if has_pooler:
         pairs += [("pooler.dense.weight", "pooler.dense.weight"), ("pooler.dense.bias", "pooler.dense.bias")]
     return pairs
@@ -119,15 +121,16 @@ def _legacy_names(sd: StateDict) -> StateDict:
             for k, v in sd.items()}
 
 
-def _bert_from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
+def bert_from_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
     sd = _legacy_names(sd)
-    has_types = "embeddings.token_type_embeddings.weight" in sd
-    pairs = _bert_pairs(cfg, "pooler.dense.weight" in sd, has_types)
+    pairs = _bert_pairs(cfg, "pooler.dense.weight" in sd, "embeddings.token_type_embeddings.weight" in sd,
+                        "embeddings_project.weight" in sd)
     return rename(sd, pairs)
 
 
-def _bert_to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    pairs = _bert_pairs(cfg, "pooler.dense.weight" in sd, "embed.token_type.weight" in sd)
+def bert_to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
+    pairs = _bert_pairs(cfg, "pooler.dense.weight" in sd, "embed.token_type.weight" in sd,
+                        "embed.project.weight" in sd)
     return rename(sd, [(ours, hf) for hf, ours in pairs])
 
 
@@ -147,50 +150,7 @@ _BERT_HEADS = {
 }
 
 register(Family(
-    name="bert", model_types=("bert",), config_from_hf=_bert_config, build=_build_encoder,
-    state_dict_from_hf=_bert_from_hf, state_dict_to_hf=_bert_to_hf, hf_prefix=lambda cfg: "bert.",
-    base_architecture=lambda cfg: "BertModel", heads=_BERT_HEADS, default_task="masked-lm", make_pooler=_pooler,
-))
-register(Family(
-    name="roberta", model_types=("roberta", "xlm-roberta"), config_from_hf=_bert_config, build=_build_encoder,
-    state_dict_from_hf=_bert_from_hf, state_dict_to_hf=_bert_to_hf, hf_prefix=lambda cfg: "roberta.",
-    base_architecture=by_model_type({"xlm-roberta": "XLMRobertaModel"}, "RobertaModel"), make_pooler=_pooler,
-))
-
-
-# ---------------------------------------------------------------- DistilBERT
-
-def _distil_config(hf: dict[str, Any]) -> ModelConfig:
-    refuse_unsupported(hf, "DistilBERT", activation=lambda v: v in ACTIVATIONS)
-    n_heads = hf["n_heads"]
-    return ModelConfig(
-        family="distilbert", n_layers=hf["n_layers"], n_heads=n_heads, n_kv_heads=n_heads,
-        d_model=hf["dim"], d_head=hf["dim"] // n_heads, d_mlp=hf["hidden_dim"], vocab_size=hf["vocab_size"],
-        max_positions=hf["max_position_embeddings"], norm_eps=1e-12, activation=hf.get("activation", "gelu"),
-        pad_token_id=hf.get("pad_token_id", 0), tie_word_embeddings=hf.get("tie_word_embeddings", True),
-        pruned_heads=pruned_heads_from_hf(hf, "encoder"), hf_config=dict(hf),
-    )
-
-
-def _distil_build(cfg: ModelConfig) -> TransformerModel:
-    embed = EncoderEmbeddings(cfg, type_vocab_size=0, position_offset=None)
-    return TransformerModel(cfg, embed, norm_kind="layer", norm_first=False, gated_mlp=False,
-                            uses_rotary=False, final_norm=False)
-
-
-def _distil_pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
-    pairs = [("embeddings.word_embeddings.weight", "embed.word.weight"),
-             ("embeddings.position_embeddings.weight", "embed.position.weight"),
-             ("embeddings.LayerNorm.weight", "embed.norm.weight"),
-             ("embeddings.LayerNorm.bias", "embed.norm.bias")]
-    for i in range(cfg.n_layers):
-        pairs += layer_pairs(f"transformer.layer.{i}.", f"blocks.{i}.", _DISTIL_LAYER)
-    return pairs
-
-
-register(Family(
-    name="distilbert", model_types=("distilbert",), config_from_hf=_distil_config, build=_distil_build,
-    state_dict_from_hf=lambda sd, cfg: rename(sd, _distil_pairs(cfg)),
-    state_dict_to_hf=lambda sd, cfg: rename(sd, [(o, h) for h, o in _distil_pairs(cfg)]),
-    hf_prefix=lambda cfg: "distilbert.", base_architecture=lambda cfg: "DistilBertModel",
+    name="bert", model_types=("bert",), config_from_hf=lambda hf: encoder_config(hf, "bert"), build=build_encoder,
+    state_dict_from_hf=bert_from_hf, state_dict_to_hf=bert_to_hf, hf_prefix=lambda cfg: "bert.",
+    base_architecture=lambda cfg: "BertModel", heads=_BERT_HEADS, default_task="masked-lm", make_pooler=make_pooler,
 ))
