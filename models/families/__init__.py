@@ -10,5 +10,6 @@ from . import distilbert, electra, roberta  # noqa: F401  (BERT-shaped encoders:
 from . import clip  # noqa: F401  (CLIP: image and text towers)
 from . import bart, marian  # noqa: F401  (BART, mBART, Marian)
 from . import albert, mpnet  # noqa: F401  (ALBERT: shared layers; MPNet: relative position bias)
+from . import deberta_v2  # noqa: F401  (DeBERTa-v2/v3: disentangled attention)
 
 __all__ = ["FAMILIES", "Family", "family_for_model_type", "head_formats", "register"]
