@@ -23,6 +23,7 @@ TASK_BY_SUFFIX = {
     "ForSequenceClassification": "sequence-classification",
     "ForTokenClassification": "token-classification",
     "ForQuestionAnswering": "question-answering",
+    "ForConditionalGeneration": "seq2seq-lm",  # text encoder-decoders (Whisper's own head format is matched first)
 }
 
 
@@ -34,6 +35,7 @@ PIPELINE_TASKS: dict[str, tuple[str, ...]] = {
     "audio-classification": ("audio-classification",), "ctc": ("automatic-speech-recognition",),
     "automatic-speech-recognition": ("automatic-speech-recognition",),
     "zero-shot-image-classification": ("zero-shot-image-classification",),
+    "seq2seq-lm": ("translation", "summarization", "text2text-generation"),
 }
 
 

@@ -36,7 +36,7 @@ INIT_STRATEGIES = {
 }
 
 # Heads whose outputs are the vocabulary, so they grow with it (when not tied to the embedding)
-VOCABULARY_TASKS = ("masked-lm", "causal-lm")
+VOCABULARY_TASKS = ("masked-lm", "causal-lm", "seq2seq-lm")
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,11 @@ def grow_vocabulary(model: "WorkbenchModel", tokens: str | Sequence[str], specia
 
     old_embedding = network.embed.word.weight
     grown = _grow_rows(old_embedding.detach(), size, added, piece_ids, init, generator)  # (V', d)
-    network.embed.word = nn.Embedding.from_pretrained(grown, freeze=False)
+    old_word = network.embed.word
+    new_word = nn.Embedding.from_pretrained(grown, freeze=False)
+    for module in network.modules():  # an encoder-decoder's other stack may read the same table (T5, BART)
+        if getattr(module, "word", None) is old_word:
+            module.word = new_word
     _grow_head(network, model.task, old_embedding, old_rows, size, added, piece_ids, init, generator)
     config.vocab_size = size
     network.set_config(config)

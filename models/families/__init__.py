@@ -9,6 +9,7 @@ from . import gemma  # noqa: F401  (Gemma, Gemma 2, Gemma 3 text)
 from . import distilbert, electra, roberta  # noqa: F401  (BERT-shaped encoders: RoBERTa, XLM-R, CamemBERT)
 from . import clip  # noqa: F401  (CLIP: image and text towers)
 from . import bart, marian  # noqa: F401  (BART, mBART, Marian)
+from . import t5  # noqa: F401  (T5, T5 v1.1 / Flan-T5, mT5)
 from . import albert, mpnet  # noqa: F401  (ALBERT: shared layers; MPNet: relative position bias)
 from . import deberta_v2  # noqa: F401  (DeBERTa-v2/v3: disentangled attention)
 

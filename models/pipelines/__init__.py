@@ -3,7 +3,8 @@
 Results have the shapes transformers returns; each also carries `.trace` (the full run, to show
 attention beside the answer) and `.seconds`. Supported tasks: fill-mask, text-classification,
 token-classification, question-answering, text-generation, image-classification,
-automatic-speech-recognition, audio-classification, zero-shot-image-classification.
+automatic-speech-recognition, audio-classification, zero-shot-image-classification, translation,
+summarization, text2text-generation.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 from ..errors import InputError
 from ..loading import load_model
 from ..workbench_model import WorkbenchModel
-from . import text, vision_audio, zero_shot_image  # noqa: F401  (registration)
+from . import text, text_to_text, vision_audio, zero_shot_image  # noqa: F401  (registration)
 from .base import PIPELINES, Pipeline, ResultDict, ResultList
 
 # the embedded model each task opens on when none is named
@@ -27,6 +28,7 @@ TASK_HEADS = {
     "token-classification": "token-classification", "question-answering": "question-answering",
     "text-generation": "causal-lm", "image-classification": "image-classification",
     "audio-classification": "audio-classification",
+    "translation": "seq2seq-lm", "summarization": "seq2seq-lm", "text2text-generation": "seq2seq-lm",
 }
 
 
