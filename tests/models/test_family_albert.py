@@ -223,3 +223,20 @@ def test_refusals_name_what_they_refuse():
         config_from_hf({**hf, "architectures": ["AlbertForPreTraining"]})
     with pytest.raises(UnsupportedArchitectureError, match=r"shared layers \[5\]"):
         config_from_hf({**hf, "pruned_heads": {"5": [0]}})
+
+
+def test_each_application_has_its_own_hook_points_and_the_fast_path_agrees(tmp_path):
+    make_albert(tmp_path, "masked-lm", **CONFIGS["one_group"])
+    model = load_model(str(tmp_path))
+    seen = []
+    with model.hooks({"blocks.1.attn.hook_pattern": lambda x, name: seen.append(name)}):
+        captured = model.run(BATCH)
+    assert seen == ["blocks.1.attn.hook_pattern"]  # one application, though its weights run three times
+    real = captured.attention_mask.bool()
+    for capture in (False, "deferred"):
+        with model.mask_heads({2: [1]}):
+            fast, slow = model.run(BATCH, capture=capture), model.run(BATCH)
+        torch.testing.assert_close(fast.logits[real], slow.logits[real], atol=1e-5, rtol=0)
+        if capture:
+            for a, b in zip(fast.attentions, slow.attentions):
+                torch.testing.assert_close(a, b, atol=1e-5, rtol=0)

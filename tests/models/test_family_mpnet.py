@@ -173,3 +173,16 @@ def test_refusals_name_what_they_refuse():
     hf = tf.MPNetConfig().to_dict()
     for key, value in (("hidden_act", "mish"), ("relative_attention_num_buckets", 16)):
         assert_refused(FAMILIES["mpnet"].config_from_hf, {**hf, key: value}, key)
+
+
+def test_fast_and_deferred_paths_equal_the_captured_one(tmp_path):
+    make_mpnet(tmp_path, "masked-lm", num_hidden_layers=2)
+    model = load_model(str(tmp_path))
+    captured = model.run(BATCH)
+    real = captured.attention_mask.bool()
+    for capture in (False, "deferred"):
+        other = model.run(BATCH, capture=capture)
+        torch.testing.assert_close(other.logits[real], captured.logits[real], atol=1e-5, rtol=0)
+        if capture:
+            for a, b in zip(other.attentions, captured.attentions):
+                torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
