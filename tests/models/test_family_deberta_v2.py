@@ -258,3 +258,23 @@ def test_read_positions_and_deferred_patterns_give_the_same_numbers(tmp_path):
 def test_unsupported_values_are_refused_by_name(key, value):
     hf = {**tf.DebertaV2Config(**BASE).to_dict(), key: value}
     assert_refused(FAMILIES["deberta-v2"].config_from_hf, hf, key)
+
+
+def test_lens_importance_attribution_and_a_new_head_run(masked_lm):
+    from analysis.attribution import attribute_text
+    from analysis.head_importance import compute_gradient_importance
+    from analysis.lens import logit_lens
+    from analysis.metrics import make_eval_set
+
+    model, _, _ = masked_lm
+    trace = model.run(TEXT)
+    lens = logit_lens(model, trace, top_k=3)  # its last layer is the model's own output
+    torch.testing.assert_close(lens.top_probs[-1], trace.logits[0].softmax(-1).topk(3).values, atol=1e-5, rtol=0)
+    scores = compute_gradient_importance(model, make_eval_set(model, BATCH, batch_size=2), normalize=False).scores
+    assert scores.shape == (model.n_layers, model.n_heads)
+    assert torch.isfinite(scores).all() and (scores.sum(-1) > 0).all()  # every layer's heads get a gradient
+
+    classifier = model.with_head("sequence-classification", labels=["no", "yes"])
+    assert classifier.run(BATCH).logits.shape == (2, 2)
+    ig = attribute_text(classifier, TEXT, methods=["integrated_gradients"]).results["integrated_gradients"]
+    assert abs(float(ig.scores.sum()) - ig.output_difference) <= 0.05 * abs(ig.output_difference) + 1e-6
