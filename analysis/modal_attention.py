@@ -45,16 +45,24 @@ def patch_attention_map(trace: Trace, layer: int, head: int | str = MEAN, query:
                         example: int = 0) -> np.ndarray:
     """(rows, cols) attention from position `query` ([CLS] = 0) to each image patch, in grid layout."""
     rows, cols = _grid(trace)
+    first = first_patch(trace)
     pattern = _heads(_layer(trace.attentions, layer, "attention"), head, trace.head_ids[layer] if trace.head_ids else None)
-    weights = pattern[example, query, 1:]  # (N,) patches only: the [CLS] key is left out
+    weights = pattern[example, query, first:first + rows * cols]  # (N,) patches only: [CLS] (and [DIST]) left out
     return weights.reshape(rows, cols).numpy()
 
 
 def patch_rollout_map(trace: Trace, example: int = 0, residual_weight: float = 0.5) -> np.ndarray:
     """(rows, cols) attention rollout from [CLS] to each patch through every layer."""
     rows, cols = _grid(trace)
+    first = first_patch(trace)
     rollout = attention_rollout([a[example : example + 1] for a in trace.attentions], residual_weight)  # (1, T, T)
-    return rollout[0, 0, 1:].reshape(rows, cols).numpy()
+    return rollout[0, 0, first:first + rows * cols].reshape(rows, cols).numpy()
+
+
+def first_patch(trace: Trace) -> int:
+    """The position of the first patch: the number of special tokens before the patches (1 for ViT's [CLS],
+    2 for DeiT's [CLS] and distillation token)."""
+    return int(trace.extras.get("first_patch", 1))
 
 
 def _grid(trace: Trace) -> tuple[int, int]:

@@ -83,8 +83,10 @@ class InputAdapter:
     @staticmethod
     def trace_extras(prepared: Prepared, out: "ForwardOutput") -> dict[str, Any]:
         """What a trace carries besides states and patterns: the adapter's own (images, waveforms), the experts'
-        choice per layer (None for a dense MLP) and a relative position bias (T5, MPNet), when there are any."""
+        choice per layer (None for a dense MLP), a relative position bias (T5, MPNet), and the parts a head combines
+        into its logits (DeiT's cls_logits and distillation_logits), when there are any."""
         extras = dict(prepared.extras)
+        extras.update(out.extras.get("head_outputs", {}))
         if out.router:
             extras["router"] = tuple(out.router)
         if "position_bias" in out.extras:
@@ -141,7 +143,9 @@ def _batch(given: Any, kind: str, model: "WorkbenchModel") -> list:
 
 
 class ImageInputs(InputAdapter):
-    """ViT-type: [CLS] then patches in row-major order over the grid."""
+    """ViT-type: the leading special tokens ([CLS]; DeiT's [CLS] and [DIST]) then patches in row-major order over
+    the grid. The embedding's `special_tokens` names the leading positions (one [CLS] when it says nothing);
+    `extras["first_patch"]` is how many there are, which every patch map reads instead of assuming one."""
     modality = "image"
     accepts = ("images",)
 
@@ -151,11 +155,12 @@ class ImageInputs(InputAdapter):
         pixel_values = model.processor(loaded)  # (B, 3, H, W)
         embed = model.network.embed
         rows, cols = embed.grid
-        labels = ["[CLS]"] + [f"patch {r},{c}" for r in range(rows) for c in range(cols)]
+        special = list(getattr(embed, "special_tokens", ("[CLS]",)))
+        labels = special + [f"patch {r},{c}" for r in range(rows) for c in range(cols)]
         sources = [_source_name(s, "image") for s in batch]
         return Prepared(
             inputs={"pixel_values": pixel_values}, tokens=[list(labels) for _ in loaded], texts=sources,
-            extras={"images": loaded, "grid": (rows, cols), "patch_size": embed.patch_size,
+            extras={"images": loaded, "grid": (rows, cols), "first_patch": len(special), "patch_size": embed.patch_size,
                     "pixel_values": pixel_values, "sources": sources})
 
 

@@ -33,6 +33,7 @@ def attribute_image(model, image: Any, methods: Sequence[str] = DEFAULT_METHODS,
     original = prepared.extras["images"][0]
     baseline = model.processor([Image.new("RGB", original.size)]).detach()  # (1, 3, H, W): black, normalised
     rows, cols = prepared.extras["grid"]
+    first = int(prepared.extras.get("first_patch", 1))  # patches start after [CLS] (and DeiT's distillation token)
     ph, pw = prepared.extras["patch_size"] if isinstance(prepared.extras["patch_size"], tuple) else (prepared.extras["patch_size"],) * 2
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -42,8 +43,8 @@ def attribute_image(model, image: Any, methods: Sequence[str] = DEFAULT_METHODS,
         run = lambda: model.forward(pixel_values=x, capture=True).logits[0, chosen.index]
         return patterns_and_gradients(model, run, with_gradients=with_gradients)
 
-    def to_units(row: torch.Tensor) -> torch.Tensor:  # (1 + N,) -> (H, W): each patch's score on its pixels
-        grid = row[1: 1 + rows * cols].reshape(rows, cols)
+    def to_units(row: torch.Tensor) -> torch.Tensor:  # (first + N,) -> (H, W): each patch's score on its pixels
+        grid = row[first: first + rows * cols].reshape(rows, cols)
         return grid.repeat_interleave(ph, dim=0).repeat_interleave(pw, dim=1)
 
     params = dict(params or {})
