@@ -22,6 +22,7 @@ from ..block import ACTIVATIONS
 from ..config import ModelConfig
 from ..encoder_decoder import EncoderDecoder
 from ..heads import HeadFormat
+from ..text_to_text import TASK, TEXT_TO_TEXT_INPUTS
 from ..transformer import TransformerModel
 from .base import Family, StateDict, refuse_unsupported, register, rename
 
@@ -232,8 +233,8 @@ def _family(name: str, model_type: str, prefix: str) -> Family:
         name=name, model_types=(model_type,), config_from_hf=_config, config_to_hf=config_to_hf, build=_build,
         state_dict_from_hf=_from_hf, state_dict_to_hf=_to_hf, hf_prefix=lambda cfg: "model.",
         base_architecture=lambda cfg: f"{prefix}Model",
-        heads={"seq2seq-lm": seq2seq_lm_head(f"{prefix}ForConditionalGeneration")},
-        default_task="seq2seq-lm", extra_files=AUX_FILES))
+        heads={TASK: seq2seq_lm_head(f"{prefix}ForConditionalGeneration")},
+        default_task=TASK, inputs=TEXT_TO_TEXT_INPUTS, extra_files=AUX_FILES))
 
 
 BART = _family("bart", "bart", "Bart")

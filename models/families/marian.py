@@ -17,6 +17,7 @@ from torch import nn
 from ..block import ACTIVATIONS
 from ..config import ModelConfig
 from ..encoder_decoder import EncoderDecoder
+from ..text_to_text import TASK, TEXT_TO_TEXT_INPUTS
 from .bart import (AUX_FILES, Seq2SeqEmbeddings, build_seq2seq, config_to_hf, encoder_view, layer_pairs,
                    seq2seq_config, seq2seq_lm_head, token_embeddings_from_hf, token_embeddings_to_hf)
 from .base import Family, StateDict, refuse_unsupported, register, rename
@@ -112,6 +113,6 @@ MARIAN = register(Family(
     name="marian", model_types=("marian",), config_from_hf=_config, config_to_hf=config_to_hf, build=_build,
     state_dict_from_hf=_from_hf, state_dict_to_hf=_to_hf, hf_prefix=lambda cfg: "model.",
     base_architecture=lambda cfg: "MarianModel",
-    heads={"seq2seq-lm": seq2seq_lm_head("MarianMTModel")},
-    default_task="seq2seq-lm", extra_files=AUX_FILES,
+    heads={TASK: seq2seq_lm_head("MarianMTModel")},
+    default_task=TASK, inputs=TEXT_TO_TEXT_INPUTS, extra_files=AUX_FILES,
 ))

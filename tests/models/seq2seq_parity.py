@@ -44,8 +44,17 @@ def make_seq2seq_checkpoint(config_class: Any, model_class: Any, folder: Path, s
         if hasattr(model, "final_logits_bias"):
             model.final_logits_bias.copy_(torch.randn_like(model.final_logits_bias))
     model.save_pretrained(folder)
-    save_tokenizer(word_tokenizer(special, template, pair_template), folder, special_map)
+    save_tokenizer(full_vocabulary_tokenizer(special, template, pair_template, cfg.vocab_size), folder, special_map)
     return model
+
+
+def full_vocabulary_tokenizer(special: list[str], template: str, pair_template: str, size: int):
+    """The tests' word-level tokenizer grown with made-up words to the model's vocabulary (a random model generates
+    any id, and each must decode to a word), its special tokens marked special so decoding skips them."""
+    tokenizer = word_tokenizer(special, template, pair_template)
+    tokenizer.add_tokens([f"w{i}" for i in range(tokenizer.get_vocab_size(), size)])
+    tokenizer.add_special_tokens(special)
+    return tokenizer
 
 
 def teacher_forced_inputs(model, sources: list[str], targets: list[str]) -> dict[str, torch.Tensor]:
@@ -155,3 +164,58 @@ def check_save_round_trip(reference, model, tmp_path: Path) -> None:
     reloaded, info = type(reference).from_pretrained(saved, attn_implementation="eager", output_loading_info=True)
     assert not info["missing_keys"] and not info["mismatched_keys"] and not info["unexpected_keys"], info
     assert_same_outputs(before, reference_outputs(reloaded.eval(), batch), batch)
+
+
+# ---------------------------------------------------------------------------- through the text-to-text adapter
+
+def check_trace(reference, model) -> None:
+    """`run(sources, targets=...)` teacher-forces [start] + the target as the tokenizer ends it; the trace holds
+    what transformers computes on those decoder ids."""
+    trace = model.run(SOURCES, targets=TARGETS)
+    assert trace.input_ids[:, 0].tolist() == [model.config.bos_token_id] * 2
+    inputs = {"input_ids": trace.extras["source_ids"], "attention_mask": trace.extras["source_attention_mask"],
+              "decoder_input_ids": trace.input_ids, "decoder_attention_mask": trace.attention_mask}
+    theirs = reference_outputs(reference, inputs)
+    src, tgt = inputs["attention_mask"].bool(), inputs["decoder_attention_mask"].bool()
+    for a, b in zip(trace.extras["encoder_hidden_states"], theirs.encoder_hidden_states, strict=True):
+        torch.testing.assert_close(a[src], b[src], atol=ATOL, rtol=0)
+    for a, b in zip(trace.hidden_states, theirs.decoder_hidden_states, strict=True):
+        torch.testing.assert_close(a[tgt], b[tgt], atol=ATOL, rtol=0)
+    for a, b in zip(trace.cross_attentions, theirs.cross_attentions, strict=True):
+        real = tgt[:, None, :, None] & src[:, None, None, :]
+        torch.testing.assert_close(a * real, b * real, atol=ATOL, rtol=0)
+    for a, b in zip(trace.encoder_attentions, theirs.encoder_attentions, strict=True):
+        real = src[:, None, :, None] & src[:, None, None, :]
+        torch.testing.assert_close(a * real, b * real, atol=ATOL, rtol=0)
+    torch.testing.assert_close(trace.logits[tgt], theirs.logits[tgt], atol=ATOL, rtol=0)
+
+
+def check_greedy_generation(reference, model, max_new_tokens: int = 20) -> None:
+    """20 greedy tokens equal transformers' generate with the checkpoint's generation config (its decoder start,
+    forced BOS and EOS), for each source alone and for the padded batch."""
+    enc = model.encode(SOURCES)
+    with torch.no_grad():
+        theirs = reference.generate(enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=max_new_tokens,
+                                    do_sample=False, num_beams=1)
+    expected = []
+    for row in theirs[:, 1:].tolist():  # without the decoder start token; cut after the end token (then padding)
+        end = model.config.eos_token_id
+        expected.append(row[: row.index(end) + 1] if end in row else row)
+    assert model.generate(SOURCES, max_new_tokens=max_new_tokens) == expected
+    assert model.generate(SOURCES[1], max_new_tokens=max_new_tokens) == expected[1:]
+    assert max(len(e) for e in expected) > 1  # more than the end token alone
+
+
+def check_pipelines(model, tasks: tuple[str, ...]) -> None:
+    """Our translation / summarization pipelines give transformers' pipelines' texts on the same folder."""
+    import transformers as tf
+
+    from models import pipeline
+    for task in tasks:
+        key = {"translation": "translation_text", "summarization": "summary_text"}[task]
+        ours = pipeline(task, model)
+        theirs = tf.pipeline(task, model=model.source, device="cpu")
+        for text in SOURCES:
+            got = ours(text, max_new_tokens=12)
+            assert got == theirs(text, max_new_tokens=12, do_sample=False, num_beams=1), (task, text)
+            assert got[0][key] and got.trace.cross_attentions[0].shape[-1] == got.trace.extras["source_ids"].shape[1]

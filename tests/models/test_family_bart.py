@@ -8,8 +8,9 @@ import transformers as tf
 
 from models import load_model
 from tests.models.config_keys import assert_refused
-from tests.models.seq2seq_parity import (check_head_masks, check_pruned_equals_masked, check_save_round_trip,
-                                         check_teacher_forced, make_seq2seq_checkpoint)
+from tests.models.seq2seq_parity import (check_greedy_generation, check_head_masks, check_pipelines,
+                                         check_pruned_equals_masked, check_save_round_trip, check_teacher_forced,
+                                         check_trace, make_seq2seq_checkpoint)
 
 SPECIAL = ["<s>", "<pad>", "</s>"]
 SPECIAL_MAP = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "[UNK]"}
@@ -17,8 +18,10 @@ IDS = dict(bos_token_id=0, pad_token_id=1, eos_token_id=2, decoder_start_token_i
 KINDS = {
     # BART: post-norm, scaled embeddings, gelu
     "bart": (tf.BartConfig, tf.BartForConditionalGeneration, dict(scale_embedding=True)),
-    # mBART: pre-norm with a final norm per stack; an other activation
-    "mbart": (tf.MBartConfig, tf.MBartForConditionalGeneration, dict(scale_embedding=False, activation_function="relu")),
+
+    # mBART: pre-norm with a final norm per stack; an other activation; the first new token forced (a language id)
+    "mbart": (tf.MBartConfig, tf.MBartForConditionalGeneration,
+              dict(scale_embedding=False, activation_function="relu", forced_bos_token_id=5)),
 }
 
 
@@ -42,6 +45,18 @@ def test_loads_as_an_encoder_decoder(pair):
 
 def test_teacher_forced_outputs_match_transformers(pair):
     check_teacher_forced(*pair)
+
+
+def test_trace_of_given_targets_matches_transformers(pair):
+    check_trace(*pair)
+
+
+def test_greedy_generation_equals_transformers_generate(pair):
+    check_greedy_generation(*pair)
+
+
+def test_pipelines_equal_transformers_pipelines(pair):
+    check_pipelines(pair[1], ("summarization", "translation"))
 
 
 def test_head_masks_on_each_stack_match_transformers(pair):

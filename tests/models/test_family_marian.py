@@ -12,8 +12,9 @@ from models import load_model
 from models.families import FAMILIES
 from models.families.marian import marian_sinusoids
 from tests.models.config_keys import assert_refused
-from tests.models.seq2seq_parity import (check_head_masks, check_pruned_equals_masked, check_save_round_trip,
-                                         check_teacher_forced, make_seq2seq_checkpoint)
+from tests.models.seq2seq_parity import (check_greedy_generation, check_head_masks, check_pipelines,
+                                         check_pruned_equals_masked, check_save_round_trip, check_teacher_forced,
+                                         check_trace, make_seq2seq_checkpoint)
 
 SPECIAL = ["</s>", "<unk>", "<pad>"]
 SPECIAL_MAP = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "[UNK]"}
@@ -55,6 +56,18 @@ def test_odd_widths_get_transformers_sinusoids():
 
 def test_teacher_forced_outputs_match_transformers(pair):
     check_teacher_forced(*pair)
+
+
+def test_trace_of_given_targets_matches_transformers(pair):
+    check_trace(*pair)
+
+
+def test_greedy_generation_equals_transformers_generate(pair):
+    check_greedy_generation(*pair)
+
+
+def test_pipelines_equal_transformers_pipelines(pair):
+    check_pipelines(pair[1], ("translation",))
 
 
 def test_head_masks_on_each_stack_match_transformers(pair):
