@@ -11,7 +11,9 @@ interleaved with the other side, and the median sample is reported. Speech recog
 Models: the embedded checkpoints where the task has one (minilm-sentiment, smollm2, vit-digits,
 whisper-tiny.en); random-weight models of a realistic size (BERT 6 x 384, Wav2Vec2 base layout
 6 x 384) for fill-mask, token-classification, question-answering and audio-classification, which
-no embedded checkpoint serves.
+no embedded checkpoint serves; for translation and summarization a random Marian-shaped and a
+BART-shaped encoder-decoder (6 + 6 layers, d 512, vocabulary 8,192), greedy on both sides, 20 new
+tokens (transformers' pipelines are given num_beams=1 and max_new_tokens=20).
 
 Run: .venv/bin/python bench/pipelines.py [--repeats N] [--sample-seconds S] [--tasks task ...]
 """
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -38,6 +41,10 @@ from tests.tiny_modal_models import noise_clip  # noqa: E402
 from tests.tiny_models import save_tokenizer, word_tokenizer  # noqa: E402
 
 TEXT = "the cat sat on the mat and then a dog barked loudly ."
+SUMMARY_TEXT = ("the cat sat on the mat all morning while the dog slept by the door . then the dog woke up , saw "
+                "the cat and barked loudly , and the cat ran away quickly into the garden .")
+# both sides greedy, the same number of new tokens (random weights rarely reach the end token)
+SEQ2SEQ_CALL = {"max_new_tokens": 20, "do_sample": False, "num_beams": 1}
 
 
 def _bert(folder: Path, cls_name: str, **extra) -> Path:
@@ -63,6 +70,36 @@ def _wav2vec2_cls(folder: Path) -> Path:
     return folder
 
 
+def _seq2seq(folder: Path, kind: str) -> Path:
+    """A random Marian-shaped (opus-mt layout: 6 + 6 layers, d 512, 8 heads, swish, scaled embeddings, sinusoidal
+    positions) or BART-shaped (the same sizes, gelu, learned positions, layernorm_embedding) translator, with a
+    word-level tokenizer of 8,192 entries (specials, the test words, then made-up words) that ends each text as
+    the family's tokenizer does."""
+    import transformers as tf
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    torch.manual_seed(0)
+    special = ["<s>", "<pad>", "</s>", "<unk>"]
+    words = special + [w for w in dict.fromkeys(TEXT.split() + SUMMARY_TEXT.split()) if w not in special]
+    vocab = {w: i for i, w in enumerate(words + [f"w{i}" for i in range(8192 - len(words))])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    single, pair = ("$A </s>", "$A $B </s>") if kind == "marian" else ("<s> $A </s>", "<s> $A </s> </s> $B </s>")
+    tok.post_processor = processors.TemplateProcessing(single=single, pair=pair,
+                                                       special_tokens=[(t, vocab[t]) for t in ("<s>", "</s>")])
+    sizes = dict(vocab_size=len(vocab), d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8,
+                 decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048, max_position_embeddings=512)
+    if kind == "marian":
+        config = tf.MarianConfig(**sizes, activation_function="swish", scale_embedding=True, pad_token_id=1,
+                                 eos_token_id=2, decoder_start_token_id=1, forced_eos_token_id=2)
+        tf.MarianMTModel(config).save_pretrained(folder)
+    else:
+        config = tf.BartConfig(**sizes, bos_token_id=0, pad_token_id=1, eos_token_id=2, decoder_start_token_id=2,
+                               forced_bos_token_id=0, forced_eos_token_id=2)
+        tf.BartForConditionalGeneration(config).save_pretrained(folder)
+    save_tokenizer(tok, folder, {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"})
+    return folder
+
+
 def _embedded_or(name: str, fallback):
     """The embedded checkpoint, or (when it is not built on this machine) a random one of a similar size."""
     try:
@@ -72,23 +109,25 @@ def _embedded_or(name: str, fallback):
         return fallback()
 
 
-def cases(scratch: Path) -> dict[str, tuple[str, object, dict]]:
-    """task -> (folder, input, transformers call kwargs)."""
+def cases(scratch: Path) -> dict[str, Callable[[], tuple[str, object, dict]]]:
+    """task -> a maker of (folder, input, transformers call kwargs), so only the tasks asked for build models."""
     speech = ROOT / "sample_data" / "speech" / "clip_01.wav"
     image = ROOT / "sample_data" / "images" / "digit_7.png"
     return {
-        "fill-mask": (_bert(scratch / "mlm", "BertForMaskedLM"), "the cat [MASK] on the mat .", {}),
-        "text-classification": (_embedded_or("minilm-sentiment", lambda: _bert(scratch / "cls", "BertForSequenceClassification")),
-                                "I love this film, it was wonderful.", {}),
-        "token-classification": (_bert(scratch / "ner", "BertForTokenClassification", num_labels=5), TEXT, {}),
-        "question-answering": (_bert(scratch / "qa", "BertForQuestionAnswering"),
-                               {"question": "who barked ?", "context": TEXT}, {}),
-        "text-generation": (EMBEDDED["smollm2"](), "The capital of France is",
-                            {"max_new_tokens": 20, "do_sample": False}),
-        "image-classification": (EMBEDDED["vit-digits"](), str(image), {}),
-        "automatic-speech-recognition": (EMBEDDED["whisper-tiny.en"](), str(speech),
-                                         {"generate_kwargs": {"num_beams": 1}}),
-        "audio-classification": (_wav2vec2_cls(scratch / "w2v2"), {"raw": noise_clip(3.0), "sampling_rate": 16000}, {}),
+        "fill-mask": lambda: (_bert(scratch / "mlm", "BertForMaskedLM"), "the cat [MASK] on the mat .", {}),
+        "text-classification": lambda: (_embedded_or("minilm-sentiment", lambda: _bert(scratch / "cls", "BertForSequenceClassification")),
+                                        "I love this film, it was wonderful.", {}),
+        "token-classification": lambda: (_bert(scratch / "ner", "BertForTokenClassification", num_labels=5), TEXT, {}),
+        "question-answering": lambda: (_bert(scratch / "qa", "BertForQuestionAnswering"),
+                                       {"question": "who barked ?", "context": TEXT}, {}),
+        "text-generation": lambda: (EMBEDDED["smollm2"](), "The capital of France is",
+                                    {"max_new_tokens": 20, "do_sample": False}),
+        "image-classification": lambda: (EMBEDDED["vit-digits"](), str(image), {}),
+        "automatic-speech-recognition": lambda: (EMBEDDED["whisper-tiny.en"](), str(speech),
+                                                 {"generate_kwargs": {"num_beams": 1}}),
+        "audio-classification": lambda: (_wav2vec2_cls(scratch / "w2v2"), {"raw": noise_clip(3.0), "sampling_rate": 16000}, {}),
+        "translation": lambda: (_seq2seq(scratch / "marian", "marian"), TEXT, SEQ2SEQ_CALL),
+        "summarization": lambda: (_seq2seq(scratch / "bart", "bart"), SUMMARY_TEXT, SEQ2SEQ_CALL),
     }
 
 
@@ -111,9 +150,10 @@ def main() -> None:
         table = cases(Path(tmp))
         print(f"{'task':30s} {'ours ms':>9s} {'transformers ms':>16s} {'ratio':>7s} "
               f"{'ours+patterns ms':>17s} {'ratio':>7s}")
-        for task, (folder, inputs, their_kwargs) in table.items():
+        for task, make in table.items():
             if args.tasks and task not in args.tasks:
                 continue
+            folder, inputs, their_kwargs = make()
             ours = pipeline(task, load_model(str(folder)))
             theirs = tf.pipeline(task, model=str(folder), device="cpu")
             our_kwargs = {k: v for k, v in their_kwargs.items() if k == "max_new_tokens"}
