@@ -156,6 +156,20 @@ class HeadFormat:
     tied: str | None = None                             # our head parameter tied to embed.word.weight
     # base-model prefix in this task's checkpoints when it differs from the family's (LlamaForQuestionAnswering)
     body_prefix: Callable[[ModelConfig], str] | None = None
+    # the pairs when a config's switches choose which weights exist (ModernBERT's optional biases); else `pairs`
+    config_pairs: Callable[[ModelConfig], list[tuple[str, str]]] | None = None
+
+    # the class name when the config says which of a task's checkpoints this is (DeiT with or without its
+    # teacher head); else `architecture`
+    config_architecture: Callable[[ModelConfig], str] | None = None
+
+    def pairs_for(self, cfg: ModelConfig) -> list[tuple[str, str]]:
+        """(HF name, our name under `head.`) of every weight this head has under `cfg`."""
+        return self.config_pairs(cfg) if self.config_pairs is not None else self.pairs
+
+    def architecture_for(self, cfg: ModelConfig) -> str:
+        """The HF class name a checkpoint of this head under `cfg` is saved as."""
+        return self.config_architecture(cfg) if self.config_architecture is not None else self.architecture
 
 
 def linear_pairs(hf_name: str, ours: str) -> list[tuple[str, str]]:

@@ -105,7 +105,7 @@ def load_folder(folder: Path, name: str = "", task: str | None = None) -> Workbe
     fmt = family.head(task) if task is not None else None
     if fmt is not None:
         network.attach_head(fmt.build(cfg, max(len(labels), 2)))
-        for hf_name, ours in fmt.pairs:
+        for hf_name, ours in fmt.pairs_for(cfg):
             key = f"{network.head_path}.{ours}"
             if hf_name in rest:
                 body[key] = rest[hf_name]
@@ -116,7 +116,7 @@ def load_folder(folder: Path, name: str = "", task: str | None = None) -> Workbe
     _attach_pooler(family, cfg, network, body)
     load_into_with_new_head(network, body, str(folder), task != checkpoint_task)
     if fmt is not None and fmt.tied is not None:
-        tied_hf_name = next(hf_name for hf_name, ours in fmt.pairs if ours == fmt.tied)
+        tied_hf_name = next(hf_name for hf_name, ours in fmt.pairs_for(cfg) if ours == fmt.tied)
         if cfg.tie_word_embeddings or tied_hf_name not in rest:
             _tie(network, fmt.tied)
     return WorkbenchModel(

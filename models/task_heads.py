@@ -132,10 +132,11 @@ def _load_from_checkpoint(head, fmt, checkpoint: "_CheckpointHeads", task: str, 
                           labels_free: bool, embed_weight: torch.Tensor, config) -> bool:
     """Fill `head` from the checkpoint where it has this task's head; True when every weight was found."""
     same_labels = labels_free or label_map == checkpoint.labels or task not in LABELLED_TASKS
-    found = checkpoint.tensors(task, [hf for hf, _ in fmt.pairs]) if same_labels else {}
+    pairs = fmt.pairs_for(config)
+    found = checkpoint.tensors(task, [hf for hf, _ in pairs]) if same_labels else {}
     params = dict(head.named_parameters())
     trained = True
-    for hf_name, ours in fmt.pairs:
+    for hf_name, ours in pairs:
         if ours == fmt.tied:
             continue
         if hf_name in found and found[hf_name].shape == params[ours].shape:
@@ -144,7 +145,7 @@ def _load_from_checkpoint(head, fmt, checkpoint: "_CheckpointHeads", task: str, 
         else:
             trained = False
     if fmt.tied is not None:
-        tied_name = next(hf for hf, ours in fmt.pairs if ours == fmt.tied)
+        tied_name = next(hf for hf, ours in pairs if ours == fmt.tied)
         own = found.get(tied_name)
         module_path, attr = fmt.tied.rsplit(".", 1)
         if own is not None and not config.tie_word_embeddings and own.shape == embed_weight.shape:

@@ -306,11 +306,11 @@ class WorkbenchModel:
             head_params = dict(self.network.head.named_parameters())
             embed = getattr(self.network.embed, "word", None)
             tied = fmt.tied is not None and embed is not None and head_params.get(fmt.tied) is embed.weight
-            for hf_name, ours in fmt.pairs:
+            for hf_name, ours in fmt.pairs_for(self.config):
                 if tied and ours == fmt.tied:
                     continue  # tied weights are restored from the embedding on load
                 tensors[hf_name] = state[head_prefix + ours]
-            hf_config["architectures"] = [fmt.architecture]
+            hf_config["architectures"] = [fmt.architecture_for(self.config)]
             if fmt.tied is not None or self.modality == "text":
                 hf_config["tie_word_embeddings"] = tied
             if self.labels:

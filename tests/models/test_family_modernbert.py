@@ -6,14 +6,16 @@ transformers' ModernBERT `hidden_states[-1]` is the last block's output before `
 `trace.resid_final`, and our last hidden state (after the final norm) is its `last_hidden_state`."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import transformers as tf
 
-from models import load_model
+from models import load_model, pipeline
 from models.families import FAMILIES
 from tests.models.config_keys import assert_refused
 from tests.tiny_models import save_tokenizer, word_tokenizer
@@ -53,7 +55,12 @@ def make_checkpoint(model_class: Any, folder: Path, seed: int = 0, **config: Any
         for name, p in model.named_parameters():
             p.copy_(torch.randn_like(p) * (0.3 if p.dim() > 1 else 0.5) + (1.0 if "norm" in name else 0.0))
     model.save_pretrained(folder)
-    save_tokenizer(word_tokenizer(SPECIAL, "[CLS] $A [SEP]", "[CLS] $A [SEP] $B [SEP]"), folder, SPECIAL_MAP)
+    tokenizer = word_tokenizer(SPECIAL, "[CLS] $A [SEP]", "[CLS] $A [SEP] $B [SEP]")
+    tokenizer.add_special_tokens(["[MASK]"])  # one token, as in ModernBERT's tokenizer files
+    save_tokenizer(tokenizer, folder, SPECIAL_MAP)
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    settings["model_input_names"] = ["input_ids", "attention_mask"]  # as ModernBERT's: no token types
+    (folder / "tokenizer_config.json").write_text(json.dumps(settings))
     return model
 
 
@@ -190,6 +197,21 @@ def test_a_bare_body_takes_a_fresh_head(tmp_path):
     model.save_pretrained(tmp_path / "saved")
     reloaded = tf.ModernBertForSequenceClassification.from_pretrained(tmp_path / "saved", attn_implementation="eager")
     assert_same_logits("sequence-classification", trace, reference(reloaded.eval(), trace))
+
+
+def test_pipelines_equal_transformers(tmp_path):
+    make_checkpoint(tf.ModernBertForMaskedLM, tmp_path / "mlm")
+    ours = pipeline("fill-mask", str(tmp_path / "mlm"))(f"{LONG} [MASK] .")
+    theirs = tf.pipeline("fill-mask", model=str(tmp_path / "mlm"), device="cpu")(f"{LONG} [MASK] .")
+    assert [r["token"] for r in ours] == [r["token"] for r in theirs] and len(ours) == 5
+    np.testing.assert_allclose([r["score"] for r in ours], [r["score"] for r in theirs], atol=1e-5)
+    make_checkpoint(tf.ModernBertForQuestionAnswering, tmp_path / "qa")
+    question, context = "who sat ?", LONG
+    ours = pipeline("question-answering", str(tmp_path / "qa"))(question=question, context=context)
+    theirs = tf.pipeline("question-answering", model=str(tmp_path / "qa"), device="cpu")(question=question,
+                                                                                          context=context)
+    assert (ours["start"], ours["end"], ours["answer"]) == (theirs["start"], theirs["end"], theirs["answer"])
+    assert ours["score"] == pytest.approx(theirs["score"], abs=1e-5)
 
 
 def test_missing_keys_mean_transformers_defaults():
