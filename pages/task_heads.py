@@ -232,7 +232,7 @@ else:
 st.subheader("3 · Save in Hugging Face format")
 kept = st.session_state.get("heads_result")
 to_save = kept["result"].model if kept and kept["key"][:3] == (name, id(model), task) else swapped
-architecture = to_save.family_record.head(to_save.task).architecture
+architecture = to_save.family_record.head(to_save.task).architecture_for(to_save.config)
 st.caption(f"Saves {'the trained' if to_save is not swapped else 'this'} model: config.json (architectures "
            f"{architecture}" + (", id2label" if to_save.labels else "") + "), model.safetensors and the tokenizer; "
            "transformers' AutoModelFor… loads it.")
