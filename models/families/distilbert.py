@@ -72,4 +72,5 @@ register(Family(
     name="distilbert", model_types=("distilbert",), config_from_hf=_config, build=_build,
     state_dict_from_hf=_from_hf, state_dict_to_hf=_to_hf,
     hf_prefix=lambda cfg: "distilbert.", base_architecture=lambda cfg: "DistilBertModel", heads=_HEADS,
+    architectures={"DistilBertForMultipleChoice": "multiple-choice"},  # not implemented: refused by name on load
 ))

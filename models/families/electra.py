@@ -10,7 +10,7 @@ Heads, with transformers' names:
     generator_lm_head tied to the word embeddings.
   - sequence-classification: classifier.dense -> gelu -> classifier.out_proj on the first token.
   - token-classification, question-answering: one linear layer, as BERT's.
-ElectraForMultipleChoice and ElectraForCausalLM (is_decoder) are not implemented.
+ElectraForMultipleChoice and ElectraForCausalLM (is_decoder) are not implemented: loading either is refused by name.
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from .bert import READ_KEYS as _BERT_READ
 from .bert import bert_from_hf, bert_to_hf, build_encoder, encoder_config
 
 READ_KEYS = (*_BERT_READ, "embedding_size")
-# summary_*: read only by ElectraSequenceSummary, the multiple-choice head, which is not implemented (a
-# ForMultipleChoice checkpoint loads as its bare body, whose numbers are the same as transformers')
+# summary_*: read only by ElectraSequenceSummary, the multiple-choice head, which is not implemented (loading an
+# ElectraForMultipleChoice checkpoint is refused by name)
 IGNORED_KEYS = (*_BERT_IGNORED, "summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels")
 
 
@@ -57,4 +57,5 @@ register(Family(
     name="electra", model_types=("electra",), config_from_hf=_config, build=_build,
     state_dict_from_hf=bert_from_hf, state_dict_to_hf=bert_to_hf, hf_prefix=lambda cfg: "electra.",
     base_architecture=lambda cfg: "ElectraModel", heads=_HEADS,
+    architectures={"ElectraForMultipleChoice": "multiple-choice"},  # not implemented: refused by name on load
 ))

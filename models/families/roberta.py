@@ -35,6 +35,7 @@ def _register(model_type: str, prefix: str) -> Family:
         build=lambda cfg: build_encoder(cfg, offset_positions=True),
         state_dict_from_hf=bert_from_hf, state_dict_to_hf=bert_to_hf, hf_prefix=lambda cfg: "roberta.",
         base_architecture=lambda cfg: f"{prefix}Model", heads=roberta_heads(prefix), make_pooler=make_pooler,
+        architectures={f"{prefix}ForMultipleChoice": "multiple-choice"},  # not implemented: refused by name on load
     ))
 
 

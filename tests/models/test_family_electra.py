@@ -91,6 +91,8 @@ def test_a_refused_value_names_its_key(key, value):
     assert_refused(FAMILIES["electra"].config_from_hf, hf, key)
 
 
-def test_multiple_choice_and_causal_lm_are_not_electra_heads():
-    with pytest.raises(UnsupportedArchitectureError, match="multiple-choice"):
-        FAMILIES["electra"].head("multiple-choice")
+@pytest.mark.parametrize("class_name, config", [("ElectraForMultipleChoice", {}), ("ElectraForCausalLM", {"is_decoder": True})])
+def test_unimplemented_heads_are_refused_by_name(class_name, config, tmp_path):
+    _checkpoint(class_name, tmp_path, **config)
+    with pytest.raises(UnsupportedArchitectureError, match="multiple-choice|is_decoder=True"):
+        load_model(str(tmp_path))

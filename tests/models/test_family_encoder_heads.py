@@ -10,10 +10,11 @@ import pytest
 import torch
 import transformers as tf
 
-from models import load_model
+from models import UnsupportedArchitectureError, load_model
 from models.families import FAMILIES
 from models.pipelines import pipeline
 from models.task_heads import available_heads, head_is_trained
+from tests.models.config_keys import assert_refused
 from tests.models.encoder_parity import (BATCH, check_encoder_head, fill_mask_matches_transformers,
                                          make_encoder_checkpoint, reference_inputs)
 
@@ -48,6 +49,24 @@ def test_every_encoder_family_has_the_four_text_heads():
         prefix = ENCODERS[family][1]
         assert {task: fmt.architecture for task, fmt in FAMILIES[family].heads.items()} == \
             {task: f"{prefix}{suffix}" for task, suffix in HEADS.items()}
+
+
+@pytest.mark.parametrize("family, key, value", [
+    ("roberta", "position_embedding_type", "relative_key"), ("xlm-roberta", "hidden_act", "mish"),
+    ("camembert", "is_decoder", True), ("roberta", "add_cross_attention", True), ("distilbert", "activation", "mish"),
+])
+def test_a_refused_value_names_its_key(family, key, value):
+    hf = tf.AutoConfig.for_model(family).to_dict()
+    hf[key] = value
+    assert_refused(FAMILIES[family].config_from_hf, hf, key)
+
+
+@pytest.mark.parametrize("family", [f for f in ENCODERS if f != "bert"])
+def test_multiple_choice_checkpoints_are_refused_by_name(family, tmp_path):
+    """No multiple-choice head is implemented: such a checkpoint is refused, not opened without its head."""
+    _checkpoint(family, "ForMultipleChoice", tmp_path)
+    with pytest.raises(UnsupportedArchitectureError, match="No 'multiple-choice' head"):
+        load_model(str(tmp_path))
 
 
 @pytest.mark.parametrize("family, task", CASES)
