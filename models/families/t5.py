@@ -37,7 +37,8 @@ from .base import Family, StateDict, refuse_unsupported, register, rename
 MAX_POSITIONS = 512   # relative positions have no limit; T5 trained (and its tokenizer truncates) at 512
 # files a T5 folder carries besides weights, config and tokenizer.json, copied as they are on save
 AUX_FILES = ("generation_config.json", "spiece.model")
-ARCHITECTURES = ("ForConditionalGeneration", "Model")  # suffixes of the classes served: T5ForConditionalGeneration, T5Model
+# the classes served; T5EncoderModel and the classifier and QA heads are not
+ARCHITECTURES = ("T5ForConditionalGeneration", "T5Model", "MT5ForConditionalGeneration", "MT5Model")
 
 
 # ---------------------------------------------------------------------------- parts
@@ -103,13 +104,12 @@ def _well_formed(proj: Any) -> bool:
 
 
 def _pruned(hf: dict[str, Any]) -> dict[tuple[str, int], list[int]]:
-    """transformers' `pruned_heads` {layer: heads} are the encoder's (T5Model.prune_heads prunes the encoder);
-    the other stacks' are kept under our own key."""
-    pruned = {("encoder", int(layer)): sorted(heads) for layer, heads in (hf.get("pruned_heads") or {}).items()}
+    """Pruned heads of every stack, under our own key: transformers' T5 cannot load `pruned_heads` (its
+    prune_heads reaches a T5Stack._prune_heads that does not exist), and that key takes integer layers only."""
+    pruned = {}
     for key, heads in hf.get("workbench_pruned_heads", {}).items():
         stack, _, layer = key.rpartition(".")
-        if stack != "encoder":
-            pruned[(stack, int(layer))] = list(heads)
+        pruned[(stack or "decoder", int(layer))] = list(heads)
     return pruned
 
 
@@ -118,7 +118,9 @@ def _config(hf: dict[str, Any]) -> ModelConfig:
     refuse_unsupported(hf, name, feed_forward_proj=lambda v: _well_formed(v) and _activation({"feed_forward_proj": v})[0]
                        in ACTIVATIONS,
                        is_encoder_decoder=lambda v: v is True,
-                       architectures=lambda v: all(a.endswith(ARCHITECTURES) for a in v or []))
+                       architectures=lambda v: all(a in ARCHITECTURES for a in v or []),
+                       # transformers' T5 cannot load it either (T5Stack has no _prune_heads); ours is kept apart
+                       pruned_heads=lambda v: not v)
     activation, _ = _activation(hf)
     n_heads = hf.get("num_heads", 8)
     n_decoder = hf.get("num_decoder_layers") or hf.get("num_layers", 6)
@@ -144,13 +146,9 @@ def _gated(cfg: ModelConfig) -> bool:
 
 
 def _config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
-    hf = {k: v for k, v in cfg.hf_config.items() if k not in ("workbench_pruned_heads", "pruned_heads")}
-    encoder = {str(layer): heads for (stack, layer), heads in sorted(cfg.pruned_heads.items()) if stack == "encoder"}
-    others = {f"{stack}.{layer}": heads for (stack, layer), heads in sorted(cfg.pruned_heads.items())
-              if stack != "encoder"}
-    hf["pruned_heads"] = encoder  # transformers re-prunes the encoder on load; it cannot prune the other stacks
-    if others:
-        hf["workbench_pruned_heads"] = others
+    hf = {k: v for k, v in cfg.hf_config.items() if k != "workbench_pruned_heads"}
+    if cfg.pruned_heads:
+        hf["workbench_pruned_heads"] = {f"{stack}.{layer}": v for (stack, layer), v in sorted(cfg.pruned_heads.items())}
     return hf
 
 

@@ -28,12 +28,12 @@ def scramble(model: torch.nn.Module, seed: int) -> None:
             p.copy_(noise * (0.3 if p.dim() > 1 else 0.5) + (1.0 if "norm" in name.lower() else 0.0))
 
 
-def make_t5(folder: Path, seed: int = 0, model_class: Any = None, **config: Any):
+def make_t5(folder: Path, seed: int = 0, model_class: Any = None, config_class: Any = None, **config: Any):
     """A tiny random T5ForConditionalGeneration (v1.0 by default; feed_forward_proj="gated-gelu",
     tie_word_embeddings=False for v1.1) saved to `folder`; returns it (eager, eval)."""
     import transformers as tf
     torch.manual_seed(seed)
-    cfg = tf.T5Config(**{**TINY_T5, **config})
+    cfg = (config_class or tf.T5Config)(**{**TINY_T5, **config})
     cfg._attn_implementation = "eager"
     model = (model_class or tf.T5ForConditionalGeneration)(cfg).eval()
     scramble(model, seed)
