@@ -105,6 +105,9 @@ _RECORDS = [
     EmbeddedModel("minilm-sentiment", _minilm_sentiment,
                   "MiniLM with the sentiment classifier the project trained on sample_data/sentiment.csv", "text",
                   "sequence-classification"),
+    EmbeddedModel("numbers-to-words", lambda: PROJECT_ROOT / "models" / "embedded" / "numbers-to-words",
+                  "a tiny T5 the project trained to write numbers in words: 4071 -> four thousand seventy one",
+                  "text", "seq2seq-lm"),
 ]
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {record.name: record for record in _RECORDS}
 # name -> folder resolver, and name -> description: the two views most callers want
