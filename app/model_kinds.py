@@ -57,3 +57,9 @@ def pipeline_pairs(modality: str) -> list[tuple[str, str]]:
     pairs = [(task, name) for task, name in DEFAULT_MODELS.items() if modality_of(name) == modality]
     return pairs + [(task, name) for name, model in session_models().items() if model.modality == modality
                     for task in model.tasks]
+
+
+def is_text_to_text(model) -> bool:
+    """Reads text and writes text with an encoder and a decoder (T5, BART, Marian): pages built for one stack of
+    heads (encoder-only or decoder-only) say so instead of reading only the decoder's half."""
+    return model.modality == "text" and model.is_encoder_decoder

@@ -6,6 +6,7 @@ import streamlit as st
 from models import WorkbenchModel
 
 from .guard import shown_errors
+from .model_kinds import is_text_to_text
 from .model_cache import get_model
 from .sidebar import selected_model_name
 
@@ -25,3 +26,12 @@ def selected_model_or_stop() -> tuple[str, WorkbenchModel]:
     st.sidebar.caption("native: every feature" if model.is_native else
                        "bridge over transformers: hidden states, attention, hooks, head masks and importance")
     return name, model
+
+
+def stop_if_text_to_text(name: str, model: WorkbenchModel, page: str) -> None:
+    """A page that reads one stack of heads says plainly that it cannot read an encoder-decoder text model."""
+    if is_text_to_text(model):
+        st.info(f"{name} is a text-to-text model (an encoder and a decoder). The {page} page reads encoder-only "
+                "and decoder-only text models; the Attention page shows this one's source, output and "
+                "cross-attention.")
+        st.stop()

@@ -391,3 +391,25 @@ def compare_code(runs: Sequence[tuple[str, str, str]], source_expression: str, r
                   "wer = reference_wer(transcripts, reference)  # word edits / reference words, per transcript",
                   "print(wer.to_string(index=False))"]
     return "\n".join(lines) + "\n"
+
+
+def text_to_text_attention_code(model_expression: str, source: str, layer: int, head: int | str) -> str:
+    """Code for the Attention page on a text encoder-decoder: the output, the alignment, both self-attentions."""
+    lines = [
+        "from models import load_model",
+        "from analysis.alignment import alignment, stack_pattern, strongest_sources, written_tokens",
+        "",
+        f"model = {model_expression}",
+        f"trace = model.run({source!r})  # greedy output, then every pattern of what it wrote",
+        "heads = model.stack_head_ids()",
+        "print('source:', trace.extras['source_tokens'][0])",
+        "print('output:', trace.extras['outputs'][0])",
+        f"weights = alignment(trace, layer={layer}, head={head!r}, head_ids=heads['cross'])"
+        "  # (written tokens, source tokens)",
+        f"print('cross-attention, layer {layer}, head {head}:', weights, sep='\\n')",
+        "sources, written = trace.extras['source_tokens'][0], written_tokens(trace)",
+        "print([(written[r], sources[c]) for r, c in enumerate(strongest_sources(weights))])",
+        f"print(stack_pattern(trace, 'encoder', {layer}, {head!r}, heads['encoder']))  # (source, source)",
+        f"print(stack_pattern(trace, 'decoder', {layer}, {head!r}, heads['decoder']))  # (decoder, decoder)",
+    ]
+    return "\n".join(lines) + "\n"

@@ -21,6 +21,8 @@ from app.plots import AUTO, COLOUR_SCALES, attention_heatmap, head_stat_grid, to
 from app.reproduce import attention_code, prune_recipe
 from app.sidebar import text_input
 from app.sparse_view import sparse_head_view_html
+from app.model_kinds import is_text_to_text
+from app.text_to_text_attention import render as render_text_to_text
 from app.summaries import heatmap_summary, input_warnings
 from app.token_display import display_tokens, is_byte_level, readable_token
 from app.state import int_slider, keep, keep_per_model, keep_valid, session_memo
@@ -44,6 +46,9 @@ def keep_pruned_copy(name: str, labels: list[str]) -> None:
 
 st.header("Attention")
 name, model = selected_model_or_stop()
+if is_text_to_text(model):  # source box, generated output, cross-attention as an alignment
+    render_text_to_text(name, model)
+    st.stop()
 
 text = text_input("attention", allow_pairs=not model.config.causal)
 

@@ -20,7 +20,7 @@ from app.guard import shown_errors
 from app.long_run import long_run, show_cancelled
 from app.media_inputs import audio_input, image_input, source_key
 from app.model_kinds import names_for
-from app.page_setup import selected_model_or_stop
+from app.page_setup import selected_model_or_stop, stop_if_text_to_text
 from app.model_cache import model_recipe
 from app.reproduce import attribution_code
 from app.sidebar import text_input
@@ -154,6 +154,7 @@ st.caption("Which part of the input made the model decide. Green pushed the targ
            "magnitude-only methods (saliency, rollout, attention x gradient) say how much, not which way, and are "
            "drawn in blue on the tokens.")
 name, model = selected_model_or_stop()
+stop_if_text_to_text(name, model, "Attribution")
 
 modality = model.modality
 if modality == "audio" and not model.is_encoder_decoder and model.task != "audio-classification":

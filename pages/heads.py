@@ -20,7 +20,7 @@ from analysis.pruning_report import compare_pruned
 from app.exports import frame_csv
 from app.guard import shown_errors
 from app.head_labels import head_label, head_list_label, parse_heads, pruned_label
-from app.page_setup import selected_model_or_stop
+from app.page_setup import selected_model_or_stop, stop_if_text_to_text
 from app.head_plots import importance_heatmap, prediction_bars, pruning_curve_figure, selected_heads
 from app.long_run import long_run, show_cancelled, was_cancelled
 from app.model_cache import keep_session_model, model_recipe
@@ -66,6 +66,7 @@ def prune_and_time(name: str, model, labels: list[str], texts: list[str], contai
 
 st.header("Heads")
 name, model = selected_model_or_stop()
+stop_if_text_to_text(name, model, "Heads")
 if model.modality != "text":
     st.info(f"{name} reads {model.modality}; this page scores the heads of text models. Pick a text model.")
     st.stop()

@@ -17,7 +17,7 @@ from analysis.lens import logit_lens
 from app.exports import figure_html, frame_csv, matrix_frame, matrix_png
 from app.guard import shown_errors
 from app.long_run import busy
-from app.page_setup import selected_model_or_stop
+from app.page_setup import selected_model_or_stop, stop_if_text_to_text
 from app.model_cache import model_recipe
 from app.model_kinds import for_example
 from app.plots import lens_figure, matrix_heatmap, norms_figure, pca_figure
@@ -32,6 +32,7 @@ MEAN_OVER_TOKENS = "mean over tokens"
 
 st.header("Hidden states")
 name, model = selected_model_or_stop()
+stop_if_text_to_text(name, model, "Hidden states")
 
 text = text_input("hidden", allow_pairs=not model.config.causal)
 trace = None

@@ -24,7 +24,7 @@ from app.intervention_plots import (lens_line, next_token_bars, patched_predicti
                                     selected_cells)
 from app.model_cache import model_recipe
 from app.model_kinds import for_example
-from app.page_setup import selected_model_or_stop
+from app.page_setup import selected_model_or_stop, stop_if_text_to_text
 from app.plots import matrix_heatmap
 from app.reproduce import GenerationCode, PatchingCode, SteeringCode, interventions_code
 from app.state import int_slider, keep_valid, memo_lookup, session_memo
@@ -50,6 +50,7 @@ def column_labels(site: str, setup, n_heads: int) -> list[str]:
 
 st.header("Interventions")
 name, model = selected_model_or_stop()
+stop_if_text_to_text(name, model, "Interventions")
 if model.modality != "text":
     st.info(f"{name} reads {model.modality}; this page intervenes on text models. Pick a text model.")
     st.stop()
