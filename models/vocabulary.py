@@ -106,6 +106,11 @@ def grow_vocabulary(model: "WorkbenchModel", tokens: str | Sequence[str], specia
     fallbacks = [t for t in added_order if init == "pieces" and not piece_ids[t]]
 
     old_embedding = network.embed.word.weight
+    if network.is_encoder_decoder and any(isinstance(getattr(m, "word", None), nn.Embedding)
+                                          and m.word is not network.embed.word for m in network.modules()):
+        raise InputError(f"{model.display_name} has separate source and target token tables (a Marian model with "
+                         "share_encoder_decoder_embeddings=False) behind one tokenizer; adding tokens would grow "
+                         "only one of them, so it is not supported.")
     grown = _grow_rows(old_embedding.detach(), size, added, piece_ids, init, generator)  # (V', d)
     old_word = network.embed.word
     new_word = nn.Embedding.from_pretrained(grown, freeze=False)
@@ -222,3 +227,7 @@ def _grow_head(network, task: str | None, old_embedding: torch.Tensor, old_rows:
             elif param.shape[0] == old_rows:  # the decoder's (V, d) weight or (V,) bias
                 setattr(module, name, nn.Parameter(
                     _grow_rows(param.detach(), size, added, piece_ids, init, generator)))
+        for name, buffer in list(module.named_buffers(recurse=False)):
+            if buffer.dim() == 2 and buffer.shape == (1, old_rows):  # BART's and Marian's final_logits_bias (1, V):
+                # new tokens get 0, as transformers' resize_token_embeddings extends it
+                module.register_buffer(name, torch.cat([buffer, buffer.new_zeros(1, size - old_rows)], dim=1))

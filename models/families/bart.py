@@ -89,9 +89,20 @@ def pruned_from_hf(hf: dict[str, Any]) -> dict[tuple[str, int], list[int]]:
 
 def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
     hf = {k: v for k, v in cfg.hf_config.items() if k != "workbench_pruned_heads"}
+    if cfg.vocab_size != logits_size(hf):  # a grown vocabulary (model.add_tokens): one shared table grew
+        hf["vocab_size"] = cfg.vocab_size
+        if "decoder_vocab_size" in hf:  # Marian sharing its table: the logits' size is the same number
+            hf["decoder_vocab_size"] = cfg.vocab_size
     if cfg.pruned_heads:
         hf["workbench_pruned_heads"] = {f"{stack}.{layer}": v for (stack, layer), v in sorted(cfg.pruned_heads.items())}
     return hf
+
+
+def logits_size(hf: dict[str, Any]) -> int:
+    """The logits' width a BART-type config.json gives: Marian's decoder_vocab_size with separate tables."""
+    if hf.get("share_encoder_decoder_embeddings", True) is False:
+        return hf.get("decoder_vocab_size") or hf["vocab_size"]
+    return hf["vocab_size"]
 
 
 def seq2seq_config(family: str, hf: dict[str, Any], activation: str, vocab_size: int) -> ModelConfig:

@@ -19,7 +19,7 @@ from ..config import ModelConfig
 from ..encoder_decoder import EncoderDecoder
 from ..text_to_text import TASK, TEXT_TO_TEXT_INPUTS
 from .bart import (AUX_FILES, Seq2SeqEmbeddings, build_seq2seq, config_to_hf, encoder_view, layer_pairs,
-                   seq2seq_config, seq2seq_lm_head, token_embeddings_from_hf, token_embeddings_to_hf)
+                   logits_size, seq2seq_config, seq2seq_lm_head, token_embeddings_from_hf, token_embeddings_to_hf)
 from .base import Family, StateDict, refuse_unsupported, register, rename
 
 # Marian checkpoints name the SiLU "swish" (transformers' ACT2FN maps it to nn.SiLU)
@@ -55,10 +55,6 @@ def _shared(cfg_or_hf) -> bool:
     return hf.get("share_encoder_decoder_embeddings", True)
 
 
-def _decoder_vocab(hf: dict[str, Any]) -> int:
-    return hf["vocab_size"] if _shared(hf) else (hf.get("decoder_vocab_size") or hf["vocab_size"])
-
-
 def _config(hf: dict[str, Any]) -> ModelConfig:
     activation = ACTIVATION_ALIASES.get(hf.get("activation_function", "gelu"), hf.get("activation_function", "gelu"))
     # separate vocabularies: the decoder's table keeps `vocab_size` rows (transformers copies the shared one) and only
@@ -67,7 +63,7 @@ def _config(hf: dict[str, Any]) -> ModelConfig:
     refuse_unsupported(hf, "Marian", activation_function=lambda v: ACTIVATION_ALIASES.get(v, v) in ACTIVATIONS,
                        is_encoder_decoder=lambda v: v is True, tie_encoder_decoder=lambda v: not v,
                        decoder_vocab_size=lambda v: untied_or_same or v in (None, hf["vocab_size"]))
-    return seq2seq_config("marian", hf, activation, _decoder_vocab(hf))
+    return seq2seq_config("marian", hf, activation, logits_size(hf))
 
 
 _encoder_view = encoder_view(lambda hf: hf["vocab_size"])

@@ -219,3 +219,22 @@ def check_pipelines(model, tasks: tuple[str, ...]) -> None:
             got = ours(text, max_new_tokens=12)
             assert got == theirs(text, max_new_tokens=12, do_sample=False, num_beams=1), (task, text)
             assert got[0][key] and got.trace.cross_attentions[0].shape[-1] == got.trace.extras["source_ids"].shape[1]
+
+
+def check_added_tokens(model, tmp_path: Path) -> None:
+    """A grown vocabulary grows the shared table, the unembedding and final_logits_bias (new tokens 0, as
+    transformers' resize_token_embeddings); the old tokens' logits are unchanged and transformers loads the save."""
+    import transformers as tf
+    grown = model.add_tokens(["zebra"])
+    assert grown.config.vocab_size == model.config.vocab_size + 1
+    assert float(grown.network.head.final_logits_bias[0, -1]) == 0.0
+    batch = teacher_forced_inputs(model, SOURCES, TARGETS)
+    before, after = our_outputs(model, batch).decoder.logits, our_outputs(grown, batch).decoder.logits
+    torch.testing.assert_close(after[..., :-1], before, atol=1e-5, rtol=0)
+    grown.save_pretrained(tmp_path / "grown")
+    reloaded, info = tf.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "grown", attn_implementation="eager",
+                                                              output_loading_info=True)
+    assert not info["missing_keys"] and not info["mismatched_keys"], info
+    zebra = teacher_forced_inputs(grown, ["the zebra sat ."], ["a zebra"])
+    assert grown.tokenizer.token_to_id("zebra") in zebra["input_ids"][0].tolist()
+    assert_same_outputs(our_outputs(grown, zebra), reference_outputs(reloaded.eval(), zebra), zebra)

@@ -8,7 +8,7 @@ import transformers as tf
 
 from models import load_model
 from tests.models.config_keys import assert_refused
-from tests.models.seq2seq_parity import (check_greedy_generation, check_head_masks, check_pipelines,
+from tests.models.seq2seq_parity import (check_added_tokens, check_greedy_generation, check_head_masks, check_pipelines,
                                          check_pruned_equals_masked, check_save_round_trip, check_teacher_forced,
                                          check_trace, make_seq2seq_checkpoint)
 
@@ -69,6 +69,10 @@ def test_pruned_equals_masked_in_every_stack(pair, tmp_path):
 
 def test_saved_folder_round_trips_and_loads_in_transformers(pair, tmp_path):
     check_save_round_trip(*pair, tmp_path)
+
+
+def test_added_tokens_grow_the_shared_table_and_the_logits_bias(pair, tmp_path):
+    check_added_tokens(pair[1], tmp_path)
 
 
 @pytest.mark.parametrize("kind, key, value", [

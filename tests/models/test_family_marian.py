@@ -8,11 +8,11 @@ import pytest
 import torch
 import transformers as tf
 
-from models import load_model
+from models import InputError, load_model
 from models.families import FAMILIES
 from models.families.marian import marian_sinusoids
 from tests.models.config_keys import assert_refused
-from tests.models.seq2seq_parity import (check_greedy_generation, check_head_masks, check_pipelines,
+from tests.models.seq2seq_parity import (check_added_tokens, check_greedy_generation, check_head_masks, check_pipelines,
                                          check_pruned_equals_masked, check_save_round_trip, check_teacher_forced,
                                          check_trace, make_seq2seq_checkpoint)
 
@@ -80,6 +80,15 @@ def test_pruned_equals_masked_in_every_stack(pair, tmp_path):
 
 def test_saved_folder_round_trips_and_loads_in_transformers(pair, tmp_path):
     check_save_round_trip(*pair, tmp_path)
+
+
+def test_added_tokens_grow_a_shared_table_and_are_refused_for_separate_ones(pair, tmp_path):
+    reference, model = pair
+    if reference.config.share_encoder_decoder_embeddings:
+        check_added_tokens(model, tmp_path)
+    else:
+        with pytest.raises(InputError, match="separate source and target token tables"):
+            model.add_tokens(["zebra"])
 
 
 @pytest.mark.parametrize("key, value, extra", [
