@@ -15,6 +15,7 @@ from models.embedded import DESCRIPTIONS, embedded_names, embedded_names_for
 
 from .model_cache import NEXT_CHOICE, session_models
 from .state import keep
+from .view_link import render_view_link
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL, HUB = "Local folder…", "Hugging Face hub id…"
@@ -54,7 +55,8 @@ def render_sidebar() -> None:
         st.session_state["model_choice"] = st.session_state.pop(NEXT_CHOICE)
     if st.session_state.get("model_choice") not in choices:  # a session model that is gone, say
         st.session_state.pop("model_choice", None)
-    choice = st.sidebar.selectbox("Model", choices, key="model_choice",
+    # bound to the URL like every view widget, so the address (and "Link to this view") names the model
+    choice = st.sidebar.selectbox("Model", choices, key="model_choice", bind="query-params",
                                   format_func=lambda n: f"{n} — {DESCRIPTIONS[n]}" if n in DESCRIPTIONS else n)
     if choice == LOCAL:
         st.sidebar.text_input("Folder with config.json and weights", placeholder="/path/to/model",
@@ -62,6 +64,7 @@ def render_sidebar() -> None:
     elif choice == HUB:
         st.sidebar.text_input("Hub id", placeholder="prajjwal1/bert-tiny", **keep("model_hub_id"))
         st.sidebar.caption("Needs the network the first time, or a copy in the local Hugging Face cache.")
+    render_view_link(st.sidebar)
 
 
 def selected_model_name() -> str | None:

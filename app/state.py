@@ -8,8 +8,10 @@ Streamlit forgets a widget's value as soon as a run does not draw it: after a vi
 page, typed text, the view and the head were back at their defaults. Widgets that hold a page's
 view take their key from ``keep(key)``, which keeps the value for the whole session (Streamlit's
 ``persist_state="session"``) and tells the browser the value again when the widget comes back.
-``keep`` is the one place that decides how a view survives; state in the URL can be added there
-(``bind="query-params"`` for the keys a link should carry).
+``keep`` is the one place that decides how a view survives, and it also binds the value to the URL
+(``bind="query-params"``: the widget's key is the query parameter), so the address bar always holds the
+view and a copied link (app/view_link.py) opens the same view on another machine. A value that is not
+valid for the widget any more (a head the model does not have) is dropped from the URL by Streamlit.
 """
 from __future__ import annotations
 
@@ -26,10 +28,11 @@ _MISSING = object()
 def keep(key: str) -> dict[str, Any]:
     """Keyword arguments for a widget whose value is part of the page's view: ``st.radio(..., **keep("x_view"))``.
 
-    The value survives page changes and model switches for the whole session. Widgets set up this way
+    The value survives page changes and model switches for the whole session, and lives in the URL.
+    Widgets set up this way
     are given their defaults through ``keep_valid``/``clamp`` or their own ``value``/``index``, as before.
     """
-    return {"key": key, "persist_state": "session"}
+    return {"key": key, "persist_state": "session", "bind": "query-params"}
 
 
 def keep_per_model(key: str, model_key: str, options: Sequence[Any]) -> None:
