@@ -22,13 +22,18 @@ if TYPE_CHECKING:
 Step = Callable[[torch.Tensor], "tuple[torch.Tensor, Any]"]
 
 
-def greedy_decode(step: Step, prompt: torch.Tensor, max_new_tokens: int, eos_token_id: int | None,
+def greedy_decode(step: Step, prompt: torch.Tensor, max_new_tokens: int, eos_token_id: int | Sequence[int] | None,
                   suppress: Sequence[int] = (), begin_suppress: Sequence[int] = (),
                   keep_outputs: bool = False) -> tuple[list[list[int]], list[Any], torch.Tensor]:
     """New tokens per row of `prompt` (B, P), each ending with the end token if reached; the steps' outputs
     (if kept); and the last new tokens (B, 1), which no step has run yet. `suppress` ids are never chosen,
-    `begin_suppress` ids not as the first token (Whisper's generation config)."""
+    `begin_suppress` ids not as the first token (Whisper's generation config). `eos_token_id` may be a list
+    (Llama 3's configs name several end tokens): any of them ends a row, as in transformers' generate."""
     B = prompt.shape[0]
+    ends = None if eos_token_id is None else torch.tensor(
+        [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id), dtype=torch.long)
+    if ends is not None and not len(ends):
+        ends = None
     new: list[list[int]] = [[] for _ in range(B)]
     outputs: list[Any] = []
     finished = torch.zeros(B, dtype=torch.bool)
@@ -45,14 +50,14 @@ def greedy_decode(step: Step, prompt: torch.Tensor, max_new_tokens: int, eos_tok
         if index == 0 and len(begin_t):
             logits[:, begin_t] = -torch.inf
         next_ids = logits.argmax(-1)  # (B,)
-        if eos_token_id is not None:
-            next_ids = torch.where(finished, torch.full_like(next_ids, eos_token_id), next_ids)
+        if ends is not None:
+            next_ids = torch.where(finished, torch.full_like(next_ids, int(ends[0])), next_ids)
         for row in range(B):
             if not finished[row]:
                 new[row].append(int(next_ids[row]))
         ids = next_ids[:, None]  # (B, 1): the cache holds everything before it
-        if eos_token_id is not None:
-            finished |= next_ids == eos_token_id
+        if ends is not None:
+            finished |= torch.isin(next_ids, ends)
         if bool(finished.all()):
             break
     return new, outputs, ids

@@ -61,14 +61,15 @@ def decoder_start_id(model: "WorkbenchModel") -> int:
     raise InputError(f"{model.display_name} names no decoder_start_token_id, so it cannot start decoding.")
 
 
-def end_id(model: "WorkbenchModel") -> int | None:
-    value = model.generation_config.get("eos_token_id", model.config.eos_token_id)
-    return value[0] if isinstance(value, list) else value
+def end_id(model: "WorkbenchModel") -> int | list[int] | None:
+    """The end token, or the list of them a generation config may name (any one ends a sequence)."""
+    return model.generation_config.get("eos_token_id", model.config.eos_token_id)
 
 
 def _pad_id(model: "WorkbenchModel") -> int:
-    for value in (model.config.pad_token_id, end_id(model)):
-        if value is not None:
+    ends = end_id(model)
+    for value in (model.config.pad_token_id, ends[0] if isinstance(ends, list) and ends else ends):
+        if value is not None and not isinstance(value, list):
             return int(value)
     return 0
 
@@ -84,7 +85,7 @@ def encode_texts(model: "WorkbenchModel", texts: Sequence[str], limit: int) -> E
     for i, (text, ids) in enumerate(zip(texts, full.input_ids.tolist())):
         ids = ids[: int(full.attention_mask[i].sum())]
         if len(ids) > limit:
-            warnings.append(f"Example {i} has {len(ids)} tokens; truncated to the model's limit of {limit}.")
+            warnings.append(truncation_warning(i, len(texts), len(ids), limit, model.network.encoder.cfg.max_positions))
             plain = backend.encode(text, add_special_tokens=False).ids
             prefix = _prefix_length(ids, plain)
             suffix = len(ids) - len(plain) - prefix
