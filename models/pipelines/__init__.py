@@ -44,6 +44,10 @@ def pipeline(task: str, model: str | Path | WorkbenchModel | None = None, **defa
         loaded = load_model(model)
         wanted = TASK_HEADS.get(task)
         if wanted and loaded.task != wanted and loaded.modality == "text" and loaded.task is None:
+            if loaded.is_native and wanted not in loaded.family_record.heads:
+                served = ", ".join(loaded.tasks) or "no pipeline as it is"
+                raise InputError(f"{task} needs a model with a {wanted} head; {loaded.display_name} "
+                                 f"({loaded.family}) cannot carry one. It serves {served}.")
             loaded = load_model(model, task=wanted)  # a fresh, untrained head: the caller asked for this task
         model = loaded
     return PIPELINES[task](model, **defaults)

@@ -94,7 +94,7 @@ def test_a_long_source_is_cut_to_the_limit_keeping_the_end_token(tmp_path):
     model = load_model(str(tmp_path))
     text = "the cat sat on the mat . a dog barked loudly"
     trace = model.run(text, max_new_tokens=4)
-    assert trace.warnings == ["Example 0 has 12 tokens; truncated to the model's limit of 10."]
+    assert trace.warnings == ["The text has 12 tokens; truncated to the model's limit of 10 tokens."]
     expected = hf_tokenizer(tmp_path)(text, truncation=True, max_length=10).input_ids
     assert trace.extras["source_ids"][0].tolist() == expected and trace.extras["source_tokens"][0][-1] == "</s>"
     compare(trace, _reference(reference, trace))
@@ -105,3 +105,13 @@ def test_translation_asked_of_a_bert_model_says_what_it_can_do(tmp_path):
     bert = load_model(str(tmp_path))
     with pytest.raises(InputError, match=rf"{bert.display_name}.*bert model that serves: fill-mask"):
         pipeline("translation", model=bert)
+
+
+def test_a_text_to_text_task_of_an_encoder_folder_names_the_task(tmp_path):
+    from models import InputError
+    from models.pipelines import pipeline
+    from tests.tiny_models import make_checkpoint
+    make_checkpoint("bert", tmp_path)
+    for task in ("translation", "summarization", "text2text-generation"):
+        with pytest.raises(InputError, match=f"{task} needs a model with a seq2seq-lm head"):
+            pipeline(task, str(tmp_path))
