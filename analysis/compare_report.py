@@ -12,7 +12,6 @@ is then that first call's, and says so.
 from __future__ import annotations
 
 import math
-import re
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -166,15 +165,12 @@ def with_wer(table: pd.DataFrame, wer: pd.DataFrame | None) -> pd.DataFrame:
     return out[columns[:at] + ["wer"] + columns[at:]]
 
 
-_EXAMPLE = re.compile(r"^Example \d+ has ")
-
-
 def truncation_warnings(results: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Per model, what its run warned about (an input cut to the model's token limit), from the result's trace."""
+    """Per model, what its run warned about (an input cut to a token limit), from the result's trace."""
     out = {}
     for name, result in results.items():
         trace = getattr(result, "trace", None)
-        said = [_EXAMPLE.sub("The input has ", w) for w in (getattr(trace, "warnings", None) or [])]
+        said = list(getattr(trace, "warnings", None) or [])  # worded by the core, one sentence each
         if said:
             out[name] = said
     return out

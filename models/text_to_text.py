@@ -35,7 +35,7 @@ from .encoder_decoder import Seq2SeqOutput
 from .errors import InputError
 from .generation import greedy_decode
 from .inputs import InputAdapter, Prepared, as_batch
-from .tokenization import Encoded
+from .tokenization import Encoded, truncation_warning
 from .trace import Trace
 from .transformer import ForwardOutput
 

@@ -17,6 +17,20 @@ from tokenizers.implementations import BertWordPieceTokenizer, ByteLevelBPEToken
 from .errors import InputError, ModelNotFoundError
 
 TextInput = Union[str, tuple[str, str]]
+WORKBENCH_CAP = "workbench's cap"   # whose limit a cut names when it is lower than the model's own
+
+
+def truncation_warning(index: int, n_texts: int, n_tokens: int, limit: int, model_limit: int | None = None,
+                       cap: str = WORKBENCH_CAP) -> str:
+    """The one sentence every caller shows for a cut text (pages show it as it is).
+
+    It names whose limit cut the text: the model's own positions, or a lower ``cap`` (the workbench's, which
+    keeps every layer's attention in memory, or a caller's max_length), with what the model itself allows.
+    """
+    where = "The text has" if n_texts == 1 else f"Example {index} has"
+    if model_limit is None or limit >= model_limit:
+        return f"{where} {n_tokens:,} tokens; truncated to the model's limit of {limit:,} tokens."
+    return f"{where} {n_tokens:,} tokens; truncated to the {cap} of {limit:,} tokens (the model allows {model_limit:,})."
 
 
 @dataclass
@@ -84,8 +98,11 @@ class TextTokenizer:
     def id_to_token(self, index: int) -> str:
         return self.backend.id_to_token(int(index)) or f"<{index}>"
 
-    def encode_batch(self, texts: Sequence[TextInput], max_length: int, add_special_tokens: bool = True) -> Encoded:
-        """Tokenize, truncate to `max_length` tokens (with a warning), and pad on the right."""
+    def encode_batch(self, texts: Sequence[TextInput], max_length: int, add_special_tokens: bool = True,
+                     model_limit: int | None = None, cap: str = WORKBENCH_CAP) -> Encoded:
+        """Tokenize, truncate to `max_length` tokens (with a `truncation_warning`), and pad on the right.
+
+        `model_limit`: the model's own positions, when `max_length` may be a lower ``cap`` the warning names."""
         if not texts:
             raise InputError("No text given: pass a string or a non-empty list of strings.")
         for text in texts:
@@ -100,7 +117,7 @@ class TextTokenizer:
         for i, enc in enumerate(encodings):
             n = len(enc.ids)
             if n > max_length:
-                warnings.append(f"Example {i} has {n} tokens; truncated to the model's limit of {max_length}.")
+                warnings.append(truncation_warning(i, len(texts), n, max_length, model_limit, cap))
                 enc.truncate(max_length)
             ids.append(enc.ids)
             types.append(enc.type_ids)

@@ -30,7 +30,7 @@ from .heads import PIPELINE_TASKS
 from .hooks import HookFn, attach_hooks, name_hook_points
 from .inputs import InputAdapter, Prepared
 from .mask_context import masks_active, with_active_masks
-from .tokenization import TextInput
+from .tokenization import WORKBENCH_CAP, TextInput
 from .trace import Trace
 
 # Longest input a run accepts by default, even where positions allow more: a full capture
@@ -153,7 +153,9 @@ class WorkbenchModel:
         if self.tokenizer is None:
             raise InputError(f"{self.display_name} has no tokenizer; pass input_ids instead.")
         batch = [texts] if isinstance(texts, (str, tuple)) else list(texts)
-        return self.tokenizer.encode_batch(batch, max_length or self.max_tokens)
+        # a cut names its limit: the workbench's cap, a caller's max_length, or the model's own positions
+        return self.tokenizer.encode_batch(batch, max_length or self.max_tokens, model_limit=self.config.max_positions,
+                                           cap=WORKBENCH_CAP if max_length is None else "requested max_length")
 
     def active_scales(self, head_scales: dict | None = None) -> dict | None:
         """`head_scales` (checked, keyed by (stack, layer)) combined with this context's head masks."""

@@ -23,7 +23,6 @@ from app.model_kinds import for_example
 from app.plots import lens_figure, matrix_heatmap, norms_figure, pca_figure
 from app.reproduce import hidden_states_code
 from app.sidebar import text_input
-from app.summaries import input_warnings
 from app.token_display import display_token, display_tokens, is_byte_level
 from app.state import int_slider, keep, keep_valid, session_memo
 
@@ -46,7 +45,7 @@ with shown_errors("running the model"):
 if trace is None:
     st.stop()
 
-for warning in input_warnings(trace.warnings, name, model.max_tokens, model.config.max_positions):
+for warning in trace.warnings:  # worded by the core: whose limit cut the text
     st.warning(warning)
 raw_tokens = trace.tokens[0]
 tokens = display_tokens(raw_tokens)  # for the eye; CSV exports keep the raw tokens

@@ -112,12 +112,11 @@ def test_word_error_rate_against_the_reference_is_the_sweeps_own():
     assert math.isnan(shown["wer"][0]) and shown["wer"][1] == pytest.approx(0.5)  # a label is not a transcript
 
 
-def test_truncation_warnings_come_from_the_traces():
-    long = SimpleNamespace(trace=SimpleNamespace(warnings=["Example 0 has 80 tokens; truncated to the model's "
-                                                           "limit of 64."]))
+def test_truncation_warnings_come_from_the_traces_as_the_core_words_them():
+    said = "The text has 80 tokens; truncated to the model's limit of 64 tokens."
+    long = SimpleNamespace(trace=SimpleNamespace(warnings=[said]))
     short = SimpleNamespace(trace=SimpleNamespace(warnings=[]))
-    assert truncation_warnings({"a": long, "b": short, "c": {}}) == {
-        "a": ["The input has 80 tokens; truncated to the model's limit of 64."]}
+    assert truncation_warnings({"a": long, "b": short, "c": {}}) == {"a": [said]}
 
 
 def test_the_export_carries_the_full_input_the_agreement_matrix_and_the_errors():

@@ -41,7 +41,24 @@ def test_text_longer_than_the_model_is_truncated_with_a_warning(bert):
     long_text = " ".join(["the cat sat on the mat ."] * 30)  # 180 words, the tiny model takes 64 positions
     trace = bert.run(long_text)
     assert trace.input_ids.shape[1] == bert.config.max_positions == 64
-    assert trace.warnings and "truncated" in trace.warnings[0]
+    n = len(bert.tokenizer.backend.encode(long_text).ids)
+    assert trace.warnings == [f"The text has {n} tokens; truncated to the model's limit of 64 tokens."]
+
+
+def test_a_cut_below_the_model_limit_names_the_workbench_cap(bert, monkeypatch):
+    """Issue 18, bug 9: the core's one sentence says whose limit cut the text (the pages show it as it is)."""
+    import models.workbench_model as workbench_model
+
+    monkeypatch.setattr(workbench_model, "DEFAULT_MAX_TOKENS", 16)
+    text = "the cat sat on the mat . " * 3
+    n = len(bert.tokenizer.backend.encode(text).ids)
+    trace = bert.run([text, "a dog"])
+    assert trace.input_ids.shape[1] == 16 < n
+    assert trace.warnings == [f"Example 0 has {n} tokens; truncated to the workbench's cap of 16 tokens "
+                              "(the model allows 64)."]
+    asked = bert.run(text, max_length=8)
+    assert asked.warnings == [f"The text has {n} tokens; truncated to the requested max_length of 8 tokens "
+                              "(the model allows 64)."]
 
 
 def test_unknown_hub_id_offline_names_the_id_and_what_to_do():
