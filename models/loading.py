@@ -122,7 +122,7 @@ def load_folder(folder: Path, name: str = "", task: str | None = None) -> Workbe
     return WorkbenchModel(
         network, cfg, family.tokenizer(folder) if family.tokenizer else None, name=name or folder.name, task=task,
         labels=labels, source=str(folder), processor=family.processor(folder, cfg) if family.processor else None,
-        generation_config=_generation_config(folder))
+        generation_config=_generation_config(folder, hf))
 
 
 def _attach_pooler(family, cfg, network, body: dict) -> None:
@@ -136,9 +136,17 @@ def _attach_pooler(family, cfg, network, body: dict) -> None:
         body.update({f"pooler.{k}": v for k, v in network.pooler.state_dict().items()})
 
 
-def _generation_config(folder: Path) -> dict:
+# generation settings a folder without generation_config.json keeps in config.json (older BART and Marian
+# checkpoints); transformers' generate then reads them from there (GenerationConfig.from_model_config)
+CONFIG_GENERATION_KEYS = ("decoder_start_token_id", "forced_bos_token_id", "forced_eos_token_id", "bad_words_ids",
+                          "suppress_tokens", "begin_suppress_tokens")
+
+
+def _generation_config(folder: Path, hf: dict) -> dict:
     path = folder / "generation_config.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    if path.exists():
+        return json.loads(path.read_text())
+    return {k: hf[k] for k in CONFIG_GENERATION_KEYS if hf.get(k) is not None}
 
 
 def body_state(family, cfg, state: dict, prefix: str, folder: Path) -> tuple[dict, dict]:

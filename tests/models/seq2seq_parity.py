@@ -238,3 +238,20 @@ def check_added_tokens(model, tmp_path: Path) -> None:
     zebra = teacher_forced_inputs(grown, ["the zebra sat ."], ["a zebra"])
     assert grown.tokenizer.token_to_id("zebra") in zebra["input_ids"][0].tolist()
     assert_same_outputs(our_outputs(grown, zebra), reference_outputs(reloaded.eval(), zebra), zebra)
+
+
+def check_generation_settings_in_config_json(reference, model, tmp_path: Path) -> None:
+    """A folder without generation_config.json generates with config.json's decoder start and forced tokens, as
+    transformers' generate does."""
+    import json
+    import shutil
+    folder = tmp_path / "no_generation_config"
+    shutil.copytree(model.source, folder)
+    hf = json.loads((folder / "config.json").read_text())
+    generation = json.loads((folder / "generation_config.json").read_text())
+    (folder / "generation_config.json").unlink()
+    hf.update({k: v for k, v in generation.items() if k.startswith(("forced_", "decoder_start"))})
+    (folder / "config.json").write_text(json.dumps(hf))
+    again = load_model(str(folder))
+    assert again.generation_config.get("forced_eos_token_id") == generation["forced_eos_token_id"]
+    check_greedy_generation(type(reference).from_pretrained(folder, attn_implementation="eager").eval(), again)

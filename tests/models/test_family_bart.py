@@ -8,7 +8,8 @@ import transformers as tf
 
 from models import load_model
 from tests.models.config_keys import assert_refused
-from tests.models.seq2seq_parity import (check_added_tokens, check_greedy_generation, check_head_masks, check_pipelines,
+from tests.models.seq2seq_parity import (check_added_tokens, check_generation_settings_in_config_json,
+                                         check_greedy_generation, check_head_masks, check_pipelines,
                                          check_pruned_equals_masked, check_save_round_trip, check_teacher_forced,
                                          check_trace, make_seq2seq_checkpoint)
 
@@ -53,6 +54,10 @@ def test_trace_of_given_targets_matches_transformers(pair):
 
 def test_greedy_generation_equals_transformers_generate(pair):
     check_greedy_generation(*pair)
+
+
+def test_generation_settings_in_config_json_are_used_as_transformers_uses_them(pair, tmp_path):
+    check_generation_settings_in_config_json(*pair, tmp_path)
 
 
 def test_pipelines_equal_transformers_pipelines(pair):
