@@ -122,4 +122,20 @@ def logit_lens(model: WorkbenchModel, trace: Trace, positions: Sequence[int] | N
                      target_probs=torch.stack(target_probs), target_ranks=torch.stack(target_ranks))
 
 
-__all__ = ["logit_lens", "LogitLens", "has_lm_head", "unembed", "LM_TASKS"]
+@torch.no_grad()
+def token_by_layer(model: WorkbenchModel, trace: Trace, position: int, token_id: int,
+                   example: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities, ranks), each (n_layers + 1,): what every layer's lens gives one chosen token at one position.
+
+    The lens's own target is the next input token; a lesson asks about a token not in the input yet (the answer).
+    Rank 0 is the layer's top guess.
+    """
+    states = residual_stream(trace, example)  # (L+1, n, d)
+    if not 0 <= position < states.shape[1]:
+        raise InputError(f"Position {position} is outside the input (0..{states.shape[1] - 1}).")
+    probs = unembed(model, states[:, position])[0].float().softmax(-1)  # (L+1, vocab)
+    chosen = probs[:, token_id]  # (L+1,)
+    return chosen, (probs > chosen[:, None]).sum(-1)
+
+
+__all__ = ["logit_lens", "LogitLens", "has_lm_head", "token_by_layer", "unembed", "LM_TASKS"]

@@ -22,13 +22,16 @@ import torch  # noqa: E402
 # turns it back on (`--server.fileWatcherType auto`) or runs from another folder.
 torch.classes.__path__ = []
 
+from app import presenter  # noqa: E402
 from app.page_registry import PAGES  # noqa: E402
 from app.sidebar import render_sidebar  # noqa: E402
 
 st.set_page_config(page_title="Transformer Workbench", page_icon="🔬", layout="wide")
+presenter.install()  # figures of a session in presenter mode get projector-sized labels (app/presenter.py)
 
 navigation = st.navigation([st.Page(str(ROOT / "pages" / page.file), title=page.title, icon=page.icon,
                                     url_path=page.url_path, default=(i == 0))
-                            for i, page in enumerate(PAGES)])
+                            for i, page in enumerate(PAGES)], position=presenter.navigation_position())
 render_sidebar()
+presenter.render_toggle()
 navigation.run()

@@ -23,4 +23,5 @@ PAGES: list[PageEntry] = [
     PageEntry("vision_audio.py", "Images & audio", ":material/graphic_eq:", "images-audio"),
     PageEntry("compare.py", "Compare", ":material/compare_arrows:", "compare"),
     PageEntry("datasets.py", "Datasets", ":material/dataset:", "datasets"),
+    PageEntry("lessons.py", "Lessons", ":material/school:", "lessons"),
 ]
