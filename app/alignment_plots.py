@@ -7,12 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .plots import AUTO, colour_scale
-
-
-def _numbered(tokens: Sequence[str]) -> list[str]:
-    """Plotly merges equal category labels; number them so "seven" twice stays two rows."""
-    return [f"{i}:{t}" for i, t in enumerate(tokens)]
+from .plots import AUTO, _unique as _numbered, colour_scale  # numbered, HTML-escaped labels
 
 
 def alignment_heatmap(weights: np.ndarray, targets: Sequence[str], sources: Sequence[str], title: str = "",

@@ -1,6 +1,7 @@
 """Plot builders: they take numbers and labels, never models."""
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -175,6 +176,7 @@ def pca_figure(frame: pd.DataFrame, explained: Sequence[float], max_trajectories
     return fig
 
 
-def _unique(tokens: list[str]) -> list[str]:
-    """Plotly merges equal category labels; number them by position so repeated tokens stay apart."""
-    return [f"{i}:{t}" for i, t in enumerate(tokens)]
+def _unique(tokens: Sequence[str]) -> list[str]:
+    """Plotly merges equal category labels; number them by position so repeated tokens stay apart. Escaped,
+    because plotly reads labels as HTML: "</s>" and "<s>" (T5's, RoBERTa's) would vanish as tags."""
+    return [f"{i}:{html.escape(t, quote=False)}" for i, t in enumerate(tokens)]

@@ -8,12 +8,14 @@ artifacts/screenshots/ for people to look at.
 """
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 import pytest
 
 from app.page_registry import PAGES
+from models.embedded import EMBEDDED_MODELS
 from tests.app.streamlit_server import (completed_runs, main_text, streamlit_server, wait_for_run_after,
                                         wait_until_idle)
 from tests.browser_support import block_external_requests, collect_console_errors, launch_chromium, requires_chromium
@@ -144,5 +146,50 @@ def test_file_watcher_on_does_not_crash_on_torch_classes():
         finally:
             browser.close()
         server_log = log.read_text()
+    for needle in SERVER_FAILURES:
+        assert needle not in server_log, server_log[-3000:]
+
+
+def test_translator_shows_the_alignment_of_a_typed_number():
+    """Pick the embedded text-to-text model in the sidebar, type a number, see the cross-attention alignment."""
+    from playwright.sync_api import sync_playwright
+
+    translator = next(name for name, r in EMBEDDED_MODELS.items() if r.modality == "text" and r.task == "seq2seq-lm")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with streamlit_server() as (url, log), sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            blocked = block_external_requests(page)
+            page.goto(url)
+            completed_runs(page)
+            wait_until_idle(page)
+            before = completed_runs(page)
+            page.get_by_test_id("stSidebar").get_by_role("combobox", name="Model").click()
+            page.get_by_role("option", name=re.compile(f"^{re.escape(translator)} ")).click()
+            wait_for_run_after(page, before)
+            wait_until_idle(page)
+            before = completed_runs(page)
+            source = page.get_by_role("textbox", name="Source text")
+            source.fill("4071")
+            source.press("Control+Enter")  # Streamlit commits a text area on Ctrl+Enter or blur
+            wait_for_run_after(page, before)
+            wait_until_idle(page)
+            assert_no_error_on(page, "Attention on the translator")
+            assert "Output: four thousand seventy one" in main_text(page)
+            chart = page.get_by_test_id("stPlotlyChart").first
+            chart.locator(".main-svg").first.wait_for(timeout=60_000)
+            rows = chart.locator(".ytick text").evaluate_all("els => els.map(e => e.textContent)")
+            columns = chart.locator(".xtick text").evaluate_all("els => els.map(e => e.textContent)")
+            assert rows[::-1] == ["0:four", "1:thousand", "2:seventy", "3:one", "4:</s>"], rows
+            assert columns == ["0:4", "1:0", "2:7", "3:1", "4:</s>"], columns  # "</s>" drawn, not read as a tag
+            assert chart.locator(".heatmaplayer image, .hm image").count() >= 1  # the cells are drawn
+            chart.scroll_into_view_if_needed()
+            chart.screenshot(path=str(SCREENSHOTS / "attention_text_to_text_alignment.png"))
+            page.screenshot(path=str(SCREENSHOTS / "app_attention_text_to_text.png"), full_page=True)
+        finally:
+            browser.close()
+        server_log = log.read_text()
+    assert not blocked, f"the app tried to reach the network: {blocked}"
     for needle in SERVER_FAILURES:
         assert needle not in server_log, server_log[-3000:]

@@ -34,8 +34,8 @@ def test_attention_page_shows_output_and_alignment_of_the_trace(model):
     np.testing.assert_allclose(chart_z(at, "attention_cross_heatmap"), alignment(trace, 0).numpy(), atol=1e-6)
     # the heatmap's rows are the written tokens, its columns the source tokens
     shown = chart_traces(at, "attention_cross_heatmap")[0]
-    assert list(shown["y"]) == ["0:four", "1:thousand", "2:seventy", "3:one", "4:</s>"]
-    assert list(shown["x"]) == ["0:4", "1:0", "2:7", "3:1", "4:</s>"]
+    assert list(shown["y"]) == ["0:four", "1:thousand", "2:seventy", "3:one", "4:&lt;/s&gt;"]  # escaped: plotly reads labels as HTML
+    assert list(shown["x"]) == ["0:4", "1:0", "2:7", "3:1", "4:&lt;/s&gt;"]
     # one head of another layer, and the full (H + 1)-panel grid of that layer
     at.slider(key="attention_cross_layer").set_value(1).run()
     at.selectbox(key="attention_cross_head").set_value(1).run()
