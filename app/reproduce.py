@@ -393,7 +393,9 @@ def compare_code(runs: Sequence[tuple[str, str, str]], source_expression: str, r
     return "\n".join(lines) + "\n"
 
 
-def text_to_text_attention_code(model_expression: str, source: str, layer: int, head: int | str) -> str:
+def text_to_text_attention_code(model_expression: str, source: str, layer: int, head: int | str,
+                                encoder: tuple[int, int | str] = (0, "mean"),
+                                decoder: tuple[int, int | str] = (0, "mean")) -> str:
     """Code for the Attention page on a text encoder-decoder: the output, the alignment, both self-attentions."""
     lines = [
         "from models import load_model",
@@ -409,7 +411,7 @@ def text_to_text_attention_code(model_expression: str, source: str, layer: int, 
         f"print('cross-attention, layer {layer}, head {head}:', weights, sep='\\n')",
         "sources, written = trace.extras['source_tokens'][0], written_tokens(trace)",
         "print([(written[r], sources[c]) for r, c in enumerate(strongest_sources(weights))])",
-        f"print(stack_pattern(trace, 'encoder', {layer}, {head!r}, heads['encoder']))  # (source, source)",
-        f"print(stack_pattern(trace, 'decoder', {layer}, {head!r}, heads['decoder']))  # (decoder, decoder)",
+        f"print(stack_pattern(trace, 'encoder', {encoder[0]}, {encoder[1]!r}, heads['encoder']))  # (source, source)",
+        f"print(stack_pattern(trace, 'decoder', {decoder[0]}, {decoder[1]!r}, heads['decoder']))  # (decoder, decoder)",
     ]
     return "\n".join(lines) + "\n"

@@ -27,6 +27,10 @@ from .token_display import display_tokens
 MEAN_LABEL = "mean of layer"
 
 
+def _head_arg(head: int | str) -> int | str:
+    return MEAN_OF_LAYER if head == MEAN_LABEL else head
+
+
 def _layer_and_head(stack: str, head_ids: list[list[int]]) -> tuple[int, int | str, str]:
     """A layer slider and a head box for one stack, each keeping its value across runs."""
     left, right = st.columns(2)
@@ -35,7 +39,7 @@ def _layer_and_head(stack: str, head_ids: list[list[int]]) -> tuple[int, int | s
     keep_valid(f"attention_{stack}_head", options, default=MEAN_LABEL)
     head = right.selectbox("Head", options, **keep(f"attention_{stack}_head"))
     label = f"layer {layer}, {'mean of heads' if head == MEAN_LABEL else f'head {head}'}"
-    return layer, (MEAN_OF_LAYER if head == MEAN_LABEL else head), label
+    return layer, _head_arg(head), label
 
 
 def _alignment_tab(trace, heads: dict, sources: list[str], targets: list[str], raw_sources, raw_targets,
@@ -120,7 +124,8 @@ def render(name: str, model: WorkbenchModel) -> None:
         _self_attention_tab(trace, "decoder", heads, decoder_tokens, scale)
     with tab_code:
         st.caption("Runs in a notebook from the repository root and gives the numbers shown on this page.")
-        layer = st.session_state.get("attention_cross_layer", 0)
-        head = st.session_state.get("attention_cross_head", MEAN_LABEL)
-        st.code(text_to_text_attention_code(model_recipe(name), source, layer,
-                                            MEAN_OF_LAYER if head == MEAN_LABEL else head), language="python")
+        chosen = {stack: (st.session_state.get(f"attention_{stack}_layer", 0),
+                          _head_arg(st.session_state.get(f"attention_{stack}_head", MEAN_LABEL)))
+                  for stack in ("cross", "encoder", "decoder")}
+        st.code(text_to_text_attention_code(model_recipe(name), source, *chosen["cross"], encoder=chosen["encoder"],
+                                            decoder=chosen["decoder"]), language="python")
