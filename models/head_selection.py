@@ -126,6 +126,10 @@ def head_scales_from_spec(cfg: ModelConfig, spec: HeadSpec) -> HeadScales:
         if spec.shape != (cfg.n_layers, cfg.n_heads):
             raise HeadIndexError(f"A head mask tensor must have shape ({cfg.n_layers}, {cfg.n_heads}) (layers, heads); "
                                  f"got {tuple(spec.shape)}.")
+        # the same rule as the dict form's scales: NaN or 5.0 would silently scale a head's output
+        if not bool(((spec >= 0) & (spec <= 1)).all()):
+            raise HeadIndexError("A head mask tensor holds only scales between 0 (masked) and 1 (kept); this one has "
+                                 "values outside that (or NaN).")
         return {(cfg.main_stack, layer): spec[layer, cfg.heads_in_layer(layer)] for layer in range(cfg.n_layers)}
     if not isinstance(spec, Mapping):
         raise HeadIndexError("Give heads as {layer: [heads]}, {layer: {head: scale}}, or a (layers, heads) tensor.")

@@ -18,6 +18,7 @@ from .errors import InputError
 from .generation import decode_text
 from .preprocessing.audio import load_audio
 from .preprocessing.image import load_image
+from .text_checks import check_token_ids
 from .trace import Trace
 
 if TYPE_CHECKING:
@@ -101,13 +102,8 @@ class TextInputs(InputAdapter):
     def prepare(self, model: "WorkbenchModel", texts=None, input_ids=None, attention_mask=None,
                 max_length: int | None = None) -> Prepared:
         if input_ids is not None:
-            input_ids = torch.as_tensor(input_ids, dtype=torch.long)
-            input_ids = input_ids[None] if input_ids.dim() == 1 else input_ids
-            if input_ids.numel() == 0:
-                raise InputError("Empty input: no token ids given.")
-            if int(input_ids.max()) >= model.config.vocab_size or int(input_ids.min()) < 0:
-                raise InputError(f"Token ids must lie in 0..{model.config.vocab_size - 1}.")
-            mask = torch.ones_like(input_ids) if attention_mask is None else torch.as_tensor(attention_mask)
+            input_ids, mask = check_token_ids(input_ids, attention_mask, model.config.vocab_size,
+                                              model.config.max_positions)
             tokenizer = model.tokenizer
             tokens = [[tokenizer.id_to_token(i) if tokenizer else str(int(i)) for i in row[: int(m.sum())]]
                       for row, m in zip(input_ids, mask)]

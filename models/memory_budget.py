@@ -23,7 +23,8 @@ HEADROOM = 0.9  # leave a tenth of what is available for everything else
 def check_shape(cfg: ModelConfig, folder: Path) -> None:
     """Sizes a network can be built with: positive layer and head counts, widths that fit together."""
     checks = {"layers": cfg.n_layers, "heads": cfg.n_heads, "key/value heads": cfg.n_kv_heads,
-              "hidden size": cfg.d_model, "head width": cfg.d_head, "MLP width": cfg.d_mlp}
+              "hidden size": cfg.d_model, "head width": cfg.d_head, "MLP width": cfg.d_mlp,
+              "positions": cfg.max_positions}
     for what, value in checks.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise WeightFileError(f"{folder}/config.json asks for {value!r} {what}; it must be a whole number of "
@@ -31,8 +32,13 @@ def check_shape(cfg: ModelConfig, folder: Path) -> None:
     if cfg.n_heads % cfg.n_kv_heads:
         raise WeightFileError(f"{folder}/config.json: {cfg.n_heads} query heads cannot share {cfg.n_kv_heads} "
                               "key/value heads evenly.")
-    if not isinstance(cfg.vocab_size, int) or cfg.vocab_size < 0:
-        raise WeightFileError(f"{folder}/config.json asks for a vocabulary of {cfg.vocab_size!r}.")
+    if not isinstance(cfg.vocab_size, int) or isinstance(cfg.vocab_size, bool) or cfg.vocab_size < 0:
+        raise WeightFileError(f"{folder}/config.json asks for a vocabulary of {cfg.vocab_size!r}; it must be a whole "
+                              "number. The config is broken: fix or replace it.")
+    eps = cfg.norm_eps
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < 1:
+        raise WeightFileError(f"{folder}/config.json gives a norm epsilon of {eps!r}; it must be a small number such "
+                              "as 1e-5. The config is broken: fix or replace it.")
 
 
 def config_parameters(cfg: ModelConfig) -> int:
@@ -44,7 +50,9 @@ def config_parameters(cfg: ModelConfig) -> int:
     d_mlp = max(cfg.d_mlp, int(hf.get("moe_intermediate_size") or 0))
     layer = attention + 3 * d * d_mlp * (experts + 1) + 6 * d
     layers = sum(n for n, _ in cfg.stacks.values())
-    return 2 * cfg.vocab_size * d + min(cfg.max_positions, 1 << 16) * d + layers * layer
+    # positions counted in full: a learned table has that many rows (a config asking for 10^9 would allocate
+    # them); for rotary families this overstates a little, which errs on the safe side
+    return 2 * cfg.vocab_size * d + cfg.max_positions * d + layers * layer
 
 
 def weight_file_bytes(folder: Path) -> int:

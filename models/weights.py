@@ -55,4 +55,21 @@ def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], source: s
     if missing:
         raise WeightFileError(f"{source}: weights missing for " + ", ".join(missing[:5])
                               + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""))
+    _check_values(state, expected, source)
     module.load_state_dict({k: state[k].to(expected[k].dtype) for k in expected}, strict=True)
+
+
+def _check_values(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse integer or bool tensors where the network holds floats, and NaN anywhere: `.to(float)` would load
+    either without a word, and the model would then compute nonsense."""
+    floating = [k for k in expected if expected[k].is_floating_point()]
+    not_float = [f"{k} ({state[k].dtype})" for k in floating if not state[k].is_floating_point()]
+    if not_float:
+        raise WeightFileError(f"{source}: weights must be floating point, but " + ", ".join(not_float[:5])
+                              + (f" (and {len(not_float) - 5} more)" if len(not_float) > 5 else "")
+                              + " are not. The file was written wrongly: convert or download it again.")
+    with_nan = [k for k in floating if bool(torch.isnan(state[k]).any())]
+    if with_nan:
+        raise WeightFileError(f"{source}: weights hold NaN in " + ", ".join(with_nan[:5])
+                              + (f" (and {len(with_nan) - 5} more)" if len(with_nan) > 5 else "")
+                              + ". The checkpoint is broken (a diverged training run or a bad conversion): use another.")

@@ -40,7 +40,8 @@ def load_audio(source: AudioInput, target_rate: int, sampling_rate: int | None =
         return load_audio(array, target_rate, source.get("sampling_rate", sampling_rate), max_seconds, what)
     if isinstance(source, (torch.Tensor, np.ndarray, list)):
         waveform = _from_array(np.asarray(source.detach().cpu() if isinstance(source, torch.Tensor) else source), what)
-        rate = int(sampling_rate or target_rate)
+        # None means the model's own rate; 0 must be refused, not read as "not given"
+        rate = target_rate if sampling_rate is None else _sampling_rate(sampling_rate, what)
     elif isinstance(source, (str, Path, bytes)) or hasattr(source, "read"):
         waveform, rate = _decode(source, what, max_seconds)
     else:
@@ -49,6 +50,16 @@ def load_audio(source: AudioInput, target_rate: int, sampling_rate: int | None =
         raise InputError(f"{what}: the sampling rate must be positive; got {rate}.")
     _check_length(len(waveform), rate, max_seconds, what)
     return resample(waveform, rate, target_rate)
+
+
+def _sampling_rate(rate: Any, what: str) -> int:
+    """A positive whole number of samples per second (16000.0 is fine; 0, -1, 8000.5 or "16000" are not)."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
+        raise InputError(f"{what}: sampling_rate must be a whole number of samples per second, got {rate!r}.")
+    if not math.isfinite(float(rate)) or float(rate) != int(rate) or rate <= 0:
+        raise InputError(f"{what}: the sampling rate must be a positive whole number of samples per second "
+                         f"(16000 for most speech models); got {rate!r}.")
+    return int(rate)
 
 
 def resample(waveform: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
