@@ -14,7 +14,8 @@ import torch
 from tokenizers import Tokenizer
 from tokenizers.implementations import BertWordPieceTokenizer, ByteLevelBPETokenizer
 
-from .errors import InputError, ModelNotFoundError
+from .errors import InputError, ModelNotFoundError, WeightFileError, WorkbenchError
+from .text_checks import check_text
 
 TextInput = Union[str, tuple[str, str]]
 WORKBENCH_CAP = "workbench's cap"   # whose limit a cut names when it is lower than the model's own
@@ -56,16 +57,22 @@ class TextTokenizer:
         folder = Path(folder)
         config = _read_json(folder / "tokenizer_config.json")
         special = _special_tokens(folder, config)
-        if (folder / "tokenizer.json").exists():
-            backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        elif (folder / "vocab.txt").exists():
-            backend = BertWordPieceTokenizer(str(folder / "vocab.txt"),
-                                             lowercase=config.get("do_lower_case", True))._tokenizer
-        elif (folder / "vocab.json").exists() and (folder / "merges.txt").exists():
-            backend = ByteLevelBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))._tokenizer
-        else:
-            raise ModelNotFoundError(
-                f"No tokenizer in {folder}: expected tokenizer.json, vocab.txt, or vocab.json with merges.txt.")
+        try:  # the tokenizers library raises a bare Exception on a corrupt file
+            if (folder / "tokenizer.json").exists():
+                backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            elif (folder / "vocab.txt").exists():
+                backend = BertWordPieceTokenizer(str(folder / "vocab.txt"),
+                                                 lowercase=config.get("do_lower_case", True))._tokenizer
+            elif (folder / "vocab.json").exists() and (folder / "merges.txt").exists():
+                backend = ByteLevelBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))._tokenizer
+            else:
+                raise ModelNotFoundError(
+                    f"No tokenizer in {folder}: expected tokenizer.json, vocab.txt, or vocab.json with merges.txt.")
+        except WorkbenchError:
+            raise
+        except Exception as error:
+            raise WeightFileError(f"The tokenizer files in {folder.name} cannot be read ({error}); they are corrupt: "
+                                  "download or copy them again.") from None
         return cls(backend, special, config)
 
     def save(self, folder: Path) -> None:
@@ -105,12 +112,8 @@ class TextTokenizer:
         `model_limit`: the model's own positions, when `max_length` may be a lower ``cap`` the warning names."""
         if not texts:
             raise InputError("No text given: pass a string or a non-empty list of strings.")
-        for text in texts:
-            parts = text if isinstance(text, tuple) else (text,)
-            if any(not isinstance(p, str) for p in parts):
-                raise InputError(f"Text must be a string or a pair of strings, got {type(text).__name__}.")
-            if any(not p.strip() for p in parts):
-                raise InputError("Empty text: type at least one word.")
+        for i, text in enumerate(texts):
+            check_text(text, i if len(texts) > 1 else None)
         encodings = self.backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)
         warnings = []
         ids, types, tokens = [], [], []
@@ -135,7 +138,15 @@ class TextTokenizer:
 
 
 def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise WeightFileError(f"{path.name} is not readable JSON ({error}); fix or replace it.") from None
+    if not isinstance(value, dict):
+        raise WeightFileError(f"{path.name} holds a JSON {type(value).__name__}, not an object; fix or replace it.")
+    return value
 
 
 def _special_tokens(folder: Path, config: dict) -> dict[str, str]:

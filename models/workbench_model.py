@@ -30,6 +30,7 @@ from .heads import PIPELINE_TASKS
 from .hooks import HookFn, attach_hooks, name_hook_points
 from .inputs import InputAdapter, Prepared
 from .mask_context import masks_active, with_active_masks
+from .text_checks import check_max_length, text_batch
 from .tokenization import WORKBENCH_CAP, TextInput
 from .trace import Trace
 
@@ -152,7 +153,8 @@ class WorkbenchModel:
             raise InputError(f"{self.display_name} reads {self.modality}, not text.")
         if self.tokenizer is None:
             raise InputError(f"{self.display_name} has no tokenizer; pass input_ids instead.")
-        batch = [texts] if isinstance(texts, (str, tuple)) else list(texts)
+        batch = text_batch(texts)
+        max_length = check_max_length(max_length, self.config.max_positions)
         # a cut names its limit: the workbench's cap, a caller's max_length, or the model's own positions
         return self.tokenizer.encode_batch(batch, max_length or self.max_tokens, model_limit=self.config.max_positions,
                                            cap=WORKBENCH_CAP if max_length is None else "requested max_length")
