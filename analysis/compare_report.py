@@ -102,7 +102,9 @@ def run_comparison(loaders: Mapping[str, Callable[[], Callable[[Any], Any]]], so
                    ) -> tuple[dict[str, Any], dict[str, Timing], dict[str, str]]:
     """(results, timings, errors) of every pipeline on ``source``, in the order given; ``loaders`` maps a name to
     what gives that pipeline. A model that fails (to load, or on this input) is an error message, and the others
-    run on. Each is timed by `timed_load` and `timed_run` under `repeat_plan`.
+    run on. Each is timed by `timed_load` and `timed_run` under `repeat_plan`. ``progress(fraction, message)`` is
+    called before each model and at the end; it may stop the comparison by raising (``except Exception`` below
+    does not catch Streamlit's rerun, a BaseException).
     """
     results, timings, errors = {}, {}, {}
     for i, (name, load) in enumerate(loaders.items()):
@@ -116,6 +118,8 @@ def run_comparison(loaders: Mapping[str, Callable[[], Callable[[Any], Any]]], so
             errors[name] = str(error)
         except Exception as error:  # one model failing must not take the comparison down
             errors[name] = f"{type(error).__name__}: {error}"
+    if progress is not None:  # a caller stopping here drops the whole comparison, the last model included
+        progress(1.0, f"{len(loaders)} of {len(loaders)} done")
     return results, timings, errors
 
 

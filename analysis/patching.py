@@ -425,9 +425,12 @@ def attribution_patching(model, clean: TextInput, corrupted: TextInput, site: st
     return _attribution(model, setup, [site], check_layers(model, layers))[site]
 
 
-def _attribution(model, setup: PatchingSetup, sites: Sequence[str], layers: list[int]) -> dict[str, torch.Tensor]:
+def _attribution(model, setup: PatchingSetup, sites: Sequence[str], layers: list[int],
+                 progress: Progress | None = None) -> dict[str, torch.Tensor]:
     names = [hook_name(site, layer) for site in sites for layer in layers]
     clean_acts, _ = _capture(model, setup.clean, setup, names)
+    if progress is not None:  # the one point between the two passes where a caller may stop
+        progress(0.5, "attribution patching: corrupted forward and backward")
     corrupted_acts, grads, corrupted_metric = _gradients(model, setup, names)
     n_layers, T = model.config.n_layers, setup.n_positions
     out: dict[str, torch.Tensor] = {}
@@ -541,23 +544,38 @@ def patching_experiment(model, clean: TextInput, corrupted: TextInput, answer: s
                         sites: Sequence[str] = SITES, *, exact: bool = True, attribution: bool = True,
                         layers: Sequence[int] | None = None, batch_size: int | None = None,
                         progress: Progress | None = None) -> PatchingResult:
-    """Exact patching (if ``exact``) and attribution patching (if ``attribution``) of every site in ``sites``."""
+    """Exact patching (if ``exact``) and attribution patching (if ``attribution``) of every site in ``sites``.
+
+    ``progress(fraction, message)`` is called between passes (the clean and corrupted runs, the two passes of
+    attribution patching, each chunk of patched runs): a caller may stop the work there by raising.
+    """
     sites = [check_site(site) for site in sites]
     if not sites:
         raise InputError("No site chosen: pick at least one of " + ", ".join(SITES) + ".")
     setup = prepare_patching(model, clean, corrupted, answer, wrong)
     chosen = check_layers(model, layers)
+    # the share of the bar before the patched runs: all of it when there are none, a sliver when there are
+    before = 0.05 if exact else 1.0
+
+    def report(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(fraction, message)
+
+    report(0.0, "clean run")
     clean_metric = float(_run_metric(model, setup.clean, setup)[0][0])
+    report(before / 4, "corrupted run")
     corrupted_metric = float(_run_metric(model, setup.corrupted, setup)[0][0])
     result = PatchingResult(setup=setup, clean_metric=clean_metric, corrupted_metric=corrupted_metric, layers=chosen)
     if attribution:
-        result.attribution = _attribution(model, setup, sites, chosen)
+        report(before / 2, "attribution patching: clean forward")
+        result.attribution = _attribution(model, setup, sites, chosen,
+                                          lambda f, m: report(before * (0.5 + f / 2), m))
     if exact:
         for number, site in enumerate(sites):
-            report = None
-            if progress is not None:
-                report = lambda f, m, n=number: progress((n + f) / len(sites), m)
-            result.exact[site] = _activation_patching(model, setup, site, chosen, batch_size, report)
+            report(before + (1 - before) * number / len(sites), f"{SITE_LABELS[site]}: patched runs")
+            result.exact[site] = _activation_patching(
+                model, setup, site, chosen, batch_size,
+                lambda f, m, n=number: report(before + (1 - before) * (n + f) / len(sites), m))
     return result
 
 

@@ -11,7 +11,7 @@ and loaded as safetensors with their layer and provenance in the metadata.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,10 +136,17 @@ class SteeringComparison:
 
 
 def compare_steering(model, text: str, vector: SteeringVector, alpha: float, max_new_tokens: int = 20,
-                     sampling: Sampling | None = None) -> SteeringComparison:
-    """The plain continuation and the steered one, same sampler and seed."""
+                     sampling: Sampling | None = None,
+                     progress: Callable[[float, str], None] | None = None) -> SteeringComparison:
+    """The plain continuation and the steered one, same sampler and seed.
+
+    ``progress(fraction, message)`` is called before each of the two generations (a caller may stop there)."""
     check_vector(model, vector)
+    if progress is not None:
+        progress(0.0, f"plain: {max_new_tokens} new tokens")
     plain = generate_tokens(model, text, max_new_tokens=max_new_tokens, sampling=sampling)
+    if progress is not None:
+        progress(0.5, f"steered: {max_new_tokens} new tokens")
     steered = generate_steered(model, text, vector, alpha, max_new_tokens=max_new_tokens, sampling=sampling)
     return SteeringComparison(prompt=text, alpha=float(alpha), plain_ids=plain, steered_ids=steered,
                               plain_text=decode(model, plain), steered_text=decode(model, steered))

@@ -12,6 +12,7 @@ from analysis.compare_report import (GENERATION_REPEATS, REPEAT_BUDGET_SECONDS, 
                                      truncation_warnings, with_timings, with_wer)
 from app.exports import safe_frame_csv
 from app.guard import shown_errors
+from app.long_run import long_run, show_cancelled
 from app.media_inputs import ROOT, audio_input, image_input, source_key, transcript_of
 from app.modal_plots import agreement_figure, attention_profile_figure, latency_figure
 from app.model_cache import get_model, model_recipe
@@ -80,13 +81,15 @@ repeat_generation = st.checkbox(
     help="A model that generates (text, a transcript) is called once: its answer and its time come from that first "
          f"call. Tick to call it {GENERATION_REPEATS} more times for a steady-state median (and wait that much longer).")
 run = st.button("Compare", type="primary", key="cmp_run", disabled=not picked or source is None)
+comparing = st.container()  # drawn every run, so a status in one run does not move the results below
 if run:
-    progress = st.progress(0.0, text="Running…")
     # the answer is each model's first call (no warm-up run is thrown away); repeats, if any, give the steady state
     loaders = {entry: pipeline_loader(entry) for entry in picked}
-    results, timings, errors = run_comparison(loaders, source, repeat_generation,
-                                              progress=lambda done, text: progress.progress(done, text=text))
-    progress.empty()
+    n = len(loaders)
+    # Cancel stops before the next model; the comparison is kept only once every model has run
+    with long_run(f"comparing {n} model{'s' if n != 1 else ''}", "cmp", keep_status=False,
+                  container=comparing) as progress:
+        results, timings, errors = run_comparison(loaders, source, repeat_generation, progress=progress)
     # summarised once here, so reruns (a download, a widget) redraw from the table and the traces, which can
     # hold hundreds of megabytes of encoder attention, are not kept in the session
     profile = attention_profile(results)
@@ -103,6 +106,8 @@ if run:
         "transcripts": [entry for entry, result in results.items() if is_transcript(result)],
         "code": ([(entry, task_name, model_recipe(name)) for entry, task_name, name in code_runs], source_code,
                  repeat_generation)}
+else:
+    show_cancelled("cmp", comparing)
 
 last = st.session_state.get("cmp_last")
 if last and last["kind"] == kind:

@@ -20,6 +20,7 @@ from analysis.steering import (REDUCTIONS, check_vector, compare_steering, steer
                                steering_vector_bytes, steering_vector_from_bytes)
 from app.exports import frame_csv
 from app.guard import shown_errors
+from app.long_run import long_run, show_cancelled, was_cancelled
 from app.intervention_plots import (lens_line, next_token_bars, patched_prediction_bars, patching_heatmap,
                                     selected_cells)
 from app.model_cache import model_recipe
@@ -118,22 +119,37 @@ def patching_section() -> PatchingCode | None:
         return None
     n_runs = sum(len(layers) * (model.config.n_heads if s == "head" else setup.n_positions) for s in sites)
     base_key = (name, id(model), repr(clean), repr(corrupted), answer, wrong, tuple(layers))
-    estimate = None
-    with shown_errors("computing attribution patching"):
-        estimate = session_memo("iv_attribution", (base_key, tuple(sites)),
-                                lambda: patching_experiment(model, clean, corrupted, answer, wrong, sites=sites,
-                                                            exact=False, layers=layers), max_entries=2)
+    estimate_key = (base_key, tuple(sites))
+    estimating = st.container()  # drawn every run, so a status in one run does not move what follows
+    estimate = memo_lookup("iv_attribution", estimate_key)
+    # the estimate runs by itself, unless Cancel stopped it: then it waits for this button
+    if estimate is None and was_cancelled("iv_attribution") and not estimating.button(
+            "Estimate by attribution patching", key="iv_estimate"):
+        show_cancelled("iv_attribution", estimating)
+        return None
+    if estimate is None:
+        with shown_errors("computing attribution patching"), long_run(
+                f"attribution patching: {len(sites)} site{'s' if len(sites) != 1 else ''} × {len(layers)} "
+                f"layer{'s' if len(layers) != 1 else ''}", "iv_attribution", keep_status=False,
+                container=estimating) as progress:
+            estimate = session_memo("iv_attribution", estimate_key, lambda: patching_experiment(
+                model, clean, corrupted, answer, wrong, sites=sites, exact=False, layers=layers, progress=progress),
+                max_entries=2)
     if estimate is None:
         return None
     exact_key = ("exact", base_key, tuple(sites))
     exact = memo_lookup(RESULTS, exact_key)
-    if exact is None and st.button(f"Run exact patching ({n_runs:,} patched runs)", key="iv_run", type="primary"):
-        bar = st.progress(0.0, text="starting")
-        with shown_errors("patching"):
+    clicked = exact is None and st.button(f"Run exact patching ({n_runs:,} patched runs)", key="iv_run",
+                                          type="primary")
+    patching = st.container()  # drawn every run, as `estimating`
+    if clicked:
+        with shown_errors("patching"), long_run(f"exact patching: {n_runs:,} patched runs", "iv_exact",
+                                                container=patching) as progress:
             exact = session_memo(RESULTS, exact_key, lambda: patching_experiment(
                 model, clean, corrupted, answer, wrong, sites=sites, layers=layers, exact=True,
-                attribution=False, progress=lambda f, m: bar.progress(min(f, 1.0), text=m)), KEPT_RESULTS)
-        bar.empty()
+                attribution=False, progress=progress), KEPT_RESULTS)
+    elif exact is None:
+        show_cancelled("iv_exact", patching)
     st.caption(f"Clean run: {estimate.clean_metric:.4f}; corrupted run: {estimate.corrupted_metric:.4f}. "
                + ("" if exact is not None else "Showing the attribution estimate; run exact patching for the real "
                                                "patched runs and their correlation with it."))
@@ -248,10 +264,16 @@ with tab_steer:
                 tokens = st.slider("New tokens", 1, 60, 20, key="iv_steer_tokens")
                 steer_key = ("steer", name, id(model), repr(prompt), tokens, float(alpha), vector.layer,
                              hash(vector.vector.numpy().tobytes()))
-                if st.button("Generate plain and steered", key="iv_steer_run"):
-                    with shown_errors("generating"):
+                clicked = st.button("Generate plain and steered", key="iv_steer_run")
+                steering_status = st.container()  # drawn every run
+                if clicked:
+                    with shown_errors("generating"), long_run(
+                            f"generating {tokens} tokens plain and steered (α = {alpha:g})", "iv_steer",
+                            container=steering_status) as progress:
                         session_memo(RESULTS, steer_key, lambda: compare_steering(
-                            model, prompt, vector, alpha, max_new_tokens=tokens), KEPT_RESULTS)
+                            model, prompt, vector, alpha, max_new_tokens=tokens, progress=progress), KEPT_RESULTS)
+                else:
+                    show_cancelled("iv_steer", steering_status)
                 comparison = memo_lookup(RESULTS, steer_key)
                 if comparison is not None:
                     a, b = st.columns(2)
@@ -304,16 +326,24 @@ with tab_generate:
         if b3.button("Reset", key="iv_gen_reset"):
             st.session_state.pop("iv_gen_view", None)
         view = None
+        generating = st.container()  # drawn every run
         with shown_errors("generating"):
             view = st.session_state.get("iv_gen_view") or start_generation(model, prompt, sampling)
             st.session_state["iv_gen_view"] = view
             if more:
+                # steps go to a copy, kept only once every one is done: a cancelled "+5" shows none of them
+                grown = dataclasses.replace(view, steps=list(view.steps))
                 hooks = steering_hooks(model, vector, alpha) if steer else {}
-                with model.hooks(hooks):
-                    for _ in range(more):
-                        if is_finished(model, view):
+                with long_run(f"generating {more} token{'s' if more != 1 else ''}", "iv_gen", keep_status=False,
+                              container=generating) as progress, model.hooks(hooks):
+                    for done in range(more):
+                        progress(done / more, f"token {done + 1} of {more}")
+                        if is_finished(model, grown):
                             break
-                        next_step(model, view)
+                        next_step(model, grown)
+                view = st.session_state["iv_gen_view"] = grown
+            else:
+                show_cancelled("iv_gen", generating)
         if view is not None:
             st.markdown("**Tokens so far:** " + " ".join(
                 [f"`{prompt}`"] + [f"`{display_token(s.token)}`" for s in view.steps]))
