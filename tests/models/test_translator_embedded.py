@@ -177,3 +177,10 @@ def test_alignment_over_a_held_out_sample(ours):
     assert share["units word", MEAN_OF_LAYER] >= 0.97, share
     assert share["tens word", TENS_HEAD] >= 0.75, share
     assert share["tens word", MEAN_OF_LAYER] <= 0.5, share   # as stated above: the mean hides the tens head
+
+
+def test_translation_and_text2text_open_on_the_embedded_translator():
+    from models.pipelines import pipeline
+    assert pipeline("translation")(["4071", "12"]) == [{"translation_text": "four thousand seventy one"},
+                                                       {"translation_text": "twelve"}]
+    assert pipeline("text2text-generation")("905") == [{"generated_text": "nine hundred five"}]
