@@ -19,6 +19,12 @@ from tests.app.page_helpers import captions, chart_z, iframe_html, open_page
 TEXT = "the cat sat on the mat ."
 
 
+def open_tab(at, label: str):
+    """Click a tab of the page: only the open tab runs (issue 18), as in the browser."""
+    at.session_state["attention_tab"] = label
+    return at.run()
+
+
 def bertviz_params(html: str) -> dict:
     start = html.index("const params = ") + len("const params = ")
     return json.JSONDecoder().raw_decode(html, start)[0]
@@ -35,6 +41,8 @@ def test_attention_page_renders_tokens_and_heatmap(tiny_models):
     at.slider(key="attention_layer").set_value(1).run()
     at.selectbox(key="attention_head").set_value(2).run()
     assert not at.exception and not at.error
+    assert not at.get("plotly_chart")  # the closed tabs draw nothing
+    open_tab(at, "Heatmap")
     trace = models.load_model("minilm").run(TEXT)
     np.testing.assert_allclose(chart_z(at, "attention_heatmap"), head_pattern(trace, 1, 2).numpy(), atol=1e-6)
     assert any(c.startswith("Layer 1, head 2: strongest weight") for c in captions(at))
@@ -45,7 +53,9 @@ def test_mean_of_layer_heatmap_and_statistics_table(tiny_models):
     at.text_area(key="attention_free").set_value(TEXT).run()
     model = models.load_model("minilm")
     trace = model.run(TEXT)
+    open_tab(at, "Heatmap")
     np.testing.assert_allclose(chart_z(at, "attention_heatmap"), head_pattern(trace, 0, MEAN_OF_LAYER).numpy(), atol=1e-6)
+    open_tab(at, "Per-head statistics")
     shown = at.dataframe[0].value
     expected = head_statistics(trace, special_tokens_of(model), causal=False)
     assert list(shown.columns) == list(expected.columns) and len(shown) == model.n_layers * model.n_heads
@@ -60,6 +70,7 @@ def test_mean_of_layer_heatmap_and_statistics_table(tiny_models):
 def test_rollout_tab(tiny_models):
     at = open_page()
     at.text_area(key="attention_free").set_value(TEXT).run()
+    open_tab(at, "Rollout")
     at.slider(key="attention_rollout_residual").set_value(0.3).run()
     at.slider(key="attention_layer").set_value(1).run()
     trace = models.load_model("minilm").run(TEXT)
@@ -114,10 +125,11 @@ def test_ablating_heads_changes_later_layers_only_in_this_run(tiny_models):
     with model.mask_heads({0: [1, 3]}):
         masked = model.run(TEXT)
     plain = model.run(TEXT)
+    open_tab(at, "Heatmap")
     shown = chart_z(at, "attention_heatmap")
     np.testing.assert_allclose(shown, head_pattern(masked, 1, MEAN_OF_LAYER).numpy(), atol=1e-6)
     assert not np.allclose(shown, head_pattern(plain, 1, MEAN_OF_LAYER).numpy(), atol=1e-6)
-    code = at.code[0].value
+    code = open_tab(at, "Code to reproduce").code[0].value
     assert "with model.mask_heads({0: [1, 3]}):" in code
 
 
@@ -133,7 +145,7 @@ def test_pruned_copy_belongs_to_this_session_and_the_shared_model_is_untouched(t
     assert at.multiselect(key="attention_ablate").value == []
     at.slider(key="attention_layer").set_value(1).run()
     assert at.selectbox(key="attention_head").options == ["mean of layer", "1", "2", "3"]
-    assert 'load_model(\'minilm\').prune_heads({1: [0]})' in at.code[0].value
+    assert 'load_model(\'minilm\').prune_heads({1: [0]})' in open_tab(at, "Code to reproduce").code[0].value
     shared = shared_model("minilm")
     assert shared.config.pruned_heads == {} and shared.head_ids()[1] == [0, 1, 2, 3]
     other = open_page()  # a second session sees no pruned model
@@ -146,8 +158,8 @@ def test_causal_model_offers_no_pairs_and_rolls_out_from_the_last_token(tiny_mod
     assert at.selectbox(key="model_choice").value == "smollm2"
     assert "Sentence pair" not in at.radio(key="attention_mode").options
     n = len(models.load_model("smollm2").run(TEXT).tokens[0])
-    assert at.selectbox(key="attention_rollout_query").value == n - 1
-    stats = at.dataframe[0].value
+    assert open_tab(at, "Rollout").selectbox(key="attention_rollout_query").value == n - 1
+    stats = open_tab(at, "Per-head statistics").dataframe[0].value
     assert stats["to_previous"].between(0, 1).all()
 
 
@@ -199,10 +211,13 @@ def test_code_to_reproduce_gives_the_numbers_on_the_page(tiny_models, view):
     at.selectbox(key="attention_head").set_value(3).run()
     at.multiselect(key="attention_ablate").select("L0.H0").run()
     namespace: dict = {}
-    exec(at.code[0].value, namespace)  # noqa: S102 - the page's own snippet, on the patched loader
-    np.testing.assert_allclose(namespace["weights"].numpy(), chart_z(at, "attention_heatmap"), atol=1e-6)
-    np.testing.assert_allclose(namespace["rollout"].numpy(), chart_z(at, "attention_rollout_heatmap"), atol=1e-6)
-    np.testing.assert_allclose(namespace["stats"].iloc[:, 2:].to_numpy(float), at.dataframe[0].value.iloc[:, 2:].to_numpy(float))
+    exec(open_tab(at, "Code to reproduce").code[0].value, namespace)  # noqa: S102 - the page's own snippet, on the patched loader
+    np.testing.assert_allclose(namespace["weights"].numpy(), chart_z(open_tab(at, "Heatmap"), "attention_heatmap"),
+                               atol=1e-6)
+    np.testing.assert_allclose(namespace["rollout"].numpy(), chart_z(open_tab(at, "Rollout"), "attention_rollout_heatmap"),
+                               atol=1e-6)
+    shown_stats = open_tab(at, "Per-head statistics").dataframe[0].value
+    np.testing.assert_allclose(namespace["stats"].iloc[:, 2:].to_numpy(float), shown_stats.iloc[:, 2:].to_numpy(float))
     assert isinstance(namespace["trace"].attentions[0], torch.Tensor)
 
 
@@ -266,7 +281,7 @@ def test_long_input_heatmap_picks_a_readable_scale_by_default():
 def test_attention_page_offers_clipped_and_log_scales(tiny_models):
     at = open_page()
     at.text_area(key="attention_free").set_value(TEXT).run()
-    scale = at.radio(key="attention_scale")
+    scale = open_tab(at, "Heatmap").radio(key="attention_scale")
     assert scale.value == "auto" and scale.options == ["Auto (readable)", "Linear 0 to max",
                                                        "Clipped at the 99th percentile", "Logarithmic"]
     scale.set_value("log").run()
@@ -274,5 +289,5 @@ def test_attention_page_offers_clipped_and_log_scales(tiny_models):
     weights = head_pattern(models.load_model("minilm").run(TEXT), 0, MEAN_OF_LAYER).numpy()
     np.testing.assert_allclose(chart_z(at, "attention_heatmap"), np.log10(weights), atol=1e-5)
     assert any(c.startswith("Logarithmic colour scale") for c in captions(at))
-    rollout_note = [c for c in captions(at) if c.startswith("Logarithmic")]
-    assert len(rollout_note) == 2  # the rollout follows the choice
+    open_tab(at, "Rollout")  # the rollout follows the choice, made in the heatmap's tab
+    assert any(c.startswith("Logarithmic colour scale") for c in captions(at))
