@@ -303,20 +303,25 @@ def interventions_code(model_expression: str, patching: PatchingCode | None = No
             f"corrupted = {p.corrupted!r}",
             f"result = patching_experiment(model, clean, corrupted, answer={p.answer!r}, wrong={p.wrong!r}, "
             f"sites={list(p.sites)!r}{_layers_arg(p.layers)}, exact={p.exact!r})",
-            "result.clean_metric, result.corrupted_metric  # logit[answer] - logit[wrong] at the last position",
+            "# the metric is logit[answer] - logit[wrong] at the last position (or of the classifier)",
+            'print(f"Clean run: {result.clean_metric:.4f}; corrupted run: {result.corrupted_metric:.4f}.")',
+            f"for site in {list(p.sites)!r}:",
         ]
-        first = p.sites[0]
         if p.exact:
-            lines.append(f"result.exact[{first!r}]  # (layers, positions | heads): the metric of each patched run")
-            lines.append(f"result.correlation({first!r})  # exact against attribution patching (Pearson)")
-        lines += [f"result.attribution[{first!r}]  # first-order estimate: one forward and one backward pass",
+            lines += ['    print(f"exact patching, {site}: the metric of each patched run (layers x positions | heads)")',
+                      "    print(result.exact[site].numpy().round(4))",
+                      '    print(f"correlation of exact and attribution patching ({site}): {result.correlation(site):.3f}")']
+        lines += ['    print(f"attribution patching, {site}: first-order estimate from one forward and one backward pass")',
+                  "    print(result.attribution[site].numpy().round(4))",
                   "result.to_frame().to_csv('patching.csv', index=False)  # the page's CSV"]
         if p.cell is not None:
             site, layer, index = p.cell
             lines += [f"run = patched_run(model, clean, corrupted, {site!r}, {p.answer!r}, {p.wrong!r}, "
                       f"layer={layer}, index={index})",
-                      "run.metric, run.restored  # that cell's patched run; restored = (patched - corrupted) / (clean - corrupted)",
-                      "run.prediction  # clean, corrupted and patched probabilities of the top outputs"]
+                      "# restored = (patched - corrupted) / (clean - corrupted)",
+                      'print(f"Patched run: metric {run.metric:.4f} (clean {run.clean_metric:.4f}, corrupted '
+                      '{run.corrupted_metric:.4f}; restored {run.restored:.1%}).")',
+                      "print(run.prediction.to_string(index=False))  # clean, corrupted and patched probabilities"]
     if steering:
         s = steering
         lines += ["", "# steering: the difference of mean residual streams entering a block, added as alpha * v"]
@@ -326,12 +331,15 @@ def interventions_code(model_expression: str, patching: PatchingCode | None = No
             lines += [f"vector = steering_vector(model, positive={list(s.positive)!r}, negative={list(s.negative)!r}, "
                       f"layer={s.layer}, reduce={s.reduce!r})",
                       "save_steering_vector(vector, 'steering_vector.safetensors')"]
+        lines.append('print(f"norm of v: {vector.norm:.3f} at {vector.hook_name}")')
         if s.generates:
             lines += [f"comparison = compare_steering(model, {s.prompt!r}, vector, alpha={s.alpha!r}, "
                       f"max_new_tokens={s.max_new_tokens})",
-                      "print(comparison.plain_text)", "print(comparison.steered_text)"]
+                      'print("Plain:", comparison.prompt + comparison.plain_text)',
+                      'print("Steered:", comparison.prompt + comparison.steered_text)']
         else:
-            lines.append(f"steered_prediction(model, {s.prompt!r}, vector, alpha={s.alpha!r})  # plain vs steered")
+            lines.append(f"print(steered_prediction(model, {s.prompt!r}, vector, alpha={s.alpha!r})"
+                         ".to_string(index=False))  # plain vs steered")
     if generation:
         g = generation
         sampling = (f"Sampling('sample', temperature={g.temperature!r}, top_k={g.top_k!r}, seed={g.seed!r})"
@@ -343,11 +351,12 @@ def interventions_code(model_expression: str, patching: PatchingCode | None = No
                       f"    view = {call}"]
         else:
             lines.append(f"view = {call}")
-        lines += ["view.to_frame()  # one row per step: token, probability, the layer where it was decided",
+        lines += ["print('Decoded:', view.prompt + model.tokenizer.decode(view.new_ids))",
+                  "print(view.to_frame().to_string(index=False))  # one row per step: token, probability, decided at",
                   "step = view.steps[-1]",
-                  "step.top  # top next-token probabilities, the model's and the sampler's",
-                  "step.attention  # (layers, heads, context): the new position's attention",
-                  "step.lens_frame()  # logit lens at the new position"]
+                  "print(step.top.to_string(index=False))  # top next-token probabilities, the model's and the sampler's",
+                  "print(step.attention.numpy().round(3))  # (layers, heads, context): the new position's attention",
+                  "print(step.lens_frame().to_string(index=False))  # logit lens at the new position"]
     return "\n".join(lines) + "\n"
 
 

@@ -11,8 +11,10 @@ import ast
 import contextlib
 import io
 import os
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.app.page_helpers import open_page
@@ -121,6 +123,40 @@ def test_attribution_snippet_prints_scores_and_agreement(tiny_models, tmp_path):
     assert not at.exception and not at.error
     out, = check([c.value for c in at.code], tmp_path)
     assert "integrated_gradients" in out or "saliency" in out
+
+
+def test_interventions_snippet_prints_the_page_numbers(tiny_models, tmp_path):
+    from analysis.patching import SITE_LABELS
+    from tests.app.page_helpers import captions, chart_z
+    from tests.app.test_interventions_page import chart_with_prefix, set_prompts
+    from tests.app.test_long_runs_interventions import steering_inputs
+
+    at = set_prompts(open_page("interventions.py", query={"model": "smollm2"}))
+    at.multiselect(key="iv_sites").set_value(["head", "mlp_out"]).run()
+    at.button(key="iv_run").click().run()
+    at.selectbox(key="iv_cell_layer").set_value(1).run()
+    at.selectbox(key="iv_cell_index").set_value(2).run()
+    steering_inputs(at).button(key="iv_steer_run").click().run()
+    at.text_input(key="iv_gen_prompt").set_value("the cat sat on").run()
+    at.button(key="iv_gen_more").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    out, = check([c.value for c in at.code], tmp_path)
+    shown = captions(at)
+    metrics = next(re.match(r"Clean run: \S+; corrupted run: \S+\.", c) for c in shown if c.startswith("Clean run:"))
+    assert metrics.group(0) in out
+    for site in ("head", "mlp_out"):
+        assert str(chart_z(at, chart_with_prefix(at, f"iv_exact_{site}_")).astype(np.float64).round(4)) in out
+        label = re.escape(SITE_LABELS[site])
+        page = next(re.search(rf"\({label}\): (\S+) over", c).group(1) for c in shown if "Correlation of exact" in c
+                    and re.search(rf"\({label}\)", c))
+        assert f"correlation of exact and attribution patching ({site}): {page}" in out
+    patched = r"metric \S+ \(clean \S+, corrupted \S+; restored \S+\)"
+    page_run = next(re.search(patched, c).group(0) for c in shown if c.startswith("Patched run with the clean"))
+    assert re.search(patched, out).group(0) == page_run  # the cell's patched run: layer 1, head 2
+    steered = [t.value for t in at.text]  # plain, then steered, each after the prompt
+    assert f"Plain: {steered[0]}" in out and f"Steered: {steered[1]}" in out
+    decoded = next(c for c in shown if c.startswith("Decoded: "))
+    assert decoded in out.splitlines()
 
 
 @pytest.mark.parametrize("code, lost", [("x = 1\nx\n", ["x"]), ("t.table()\n", ["t.table()"]), ("print(1)\n", []),
