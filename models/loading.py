@@ -71,6 +71,11 @@ def read_config(folder: Path) -> dict:
         raise WeightFileError(f"{path} is not valid JSON: {error}.") from error
     if not isinstance(config, dict):
         raise WeightFileError(f"{path} holds a JSON {type(config).__name__}, not the object a model config is.")
+    architectures = config.get("architectures")
+    if not isinstance(config.get("model_type", ""), str) or not (
+            architectures is None or isinstance(architectures, list) and all(isinstance(a, str) for a in architectures)):
+        raise WeightFileError(f"{path}: model_type must be a string and architectures a list of class names; "
+                              "fix or replace the config.")
     return config
 
 
@@ -94,7 +99,11 @@ def load_folder(folder: Path, name: str = "", task: str | None = None) -> Workbe
                               "Fix or replace it.") from None
     check_shape(cfg, folder)
     check_fits(cfg, folder, name or folder.name)
-    network = family.build(cfg)
+    try:
+        network = family.build(cfg)
+    except (TypeError, ValueError, RuntimeError, AttributeError) as error:  # a value no layer can be built with
+        raise WeightFileError(f"{folder}/config.json has a value a {family.name} network cannot be built with "
+                              f"({error}). Fix or replace it.") from None
     state = read_state_dict(folder)
     checkpoint_task = family.task_of(hf.get("architectures"))
     if family.fixed_task:  # the head is part of the architecture (Whisper's unembedding)
@@ -162,6 +171,9 @@ def body_state(family, cfg, state: dict, prefix: str, folder: Path) -> tuple[dic
         return family.state_dict_from_hf(body_hf, cfg), rest
     except KeyError as missing:
         raise WeightFileError(f"{folder}: weight {missing.args[0]!r} is missing from the checkpoint.") from None
+    except (RuntimeError, ValueError, IndexError) as error:  # a fused tensor split by the config's sizes
+        raise WeightFileError(f"{folder}: the weights do not fit the config's sizes ({error}); the config and the "
+                              "weights come from different models: fix or replace one.") from None
 
 
 def _tie(network, head_param: str) -> None:
