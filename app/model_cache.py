@@ -14,14 +14,35 @@ import models
 
 from .long_run import long_run
 
-_LOCK = threading.Lock()  # one conversion or load at a time: two sessions asking for SmolLM2 convert it once
+_LOCKS: dict[str, threading.Lock] = {}  # one per name: two sessions asking for SmolLM2 convert it once,
+_LOCKS_LOCK = threading.Lock()         # while MiniLM loads beside it (the warm-up never blocks another model)
 _LOADED: set[str] = set()  # names this server process has loaded once (the cache may still have let one go)
+_PRELOADED: dict[str, models.WorkbenchModel] = {}  # loaded by app.warm_up, until shared_model takes them
+
+
+def _lock_for(name: str) -> threading.Lock:
+    with _LOCKS_LOCK:  # held only to find the lock, never across a load
+        return _LOCKS.setdefault(name, threading.Lock())
+
+
+def preload(name: str) -> models.WorkbenchModel | None:
+    """Load ``name`` once, outside any page (app.warm_up); ``shared_model`` then returns it at once.
+
+    None when a page has loaded it already (then it is warm).
+    """
+    with _lock_for(name):
+        if name in _LOADED and name not in _PRELOADED:
+            return None
+        if name not in _PRELOADED:
+            _PRELOADED[name] = models.load_model(name)
+        _LOADED.add(name)
+        return _PRELOADED[name]
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)  # get_model shows what is loading
 def shared_model(name: str) -> models.WorkbenchModel:
-    with _LOCK:
-        model = models.load_model(name)
+    with _lock_for(name):
+        model = _PRELOADED.pop(name, None) or models.load_model(name)
     _LOADED.add(name)
     return model
 

@@ -6,6 +6,7 @@ import streamlit as st
 from models import WorkbenchModel
 
 from .guard import shown_errors
+from .warm_up import start_warm_up
 from .model_kinds import is_text_to_text
 from .model_cache import get_model
 from .sidebar import selected_model_name
@@ -23,6 +24,7 @@ def selected_model_or_stop() -> tuple[str, WorkbenchModel]:
         model = get_model(name, container=loading)
     if model is None:
         st.stop()
+    start_warm_up()  # after this page's own model: the warm-up never makes the first page wait for a lock
     st.sidebar.caption("native: every feature" if model.is_native else
                        "bridge over transformers: hidden states, attention, hooks, head masks and importance")
     return name, model

@@ -1,0 +1,53 @@
+"""Start-up warm-up: load the embedded default models, and what their first page imports, in the background.
+
+A server's first page loads MiniLM, and a switch to SmolLM2 reads its cached conversion from disk
+(seconds); the first bertviz view imports IPython (bertviz needs it), and a model's first forward pass
+is slower than the next. A daemon thread, started once the first page has its own model (app.page_setup), does all of this at a low
+CPU priority while that run draws, so it never blocks a page; the models it loads go into the same
+per-process cache the pages read (``app.model_cache.preload``), which takes only that model's lock.
+
+Only a real server warms up (``streamlit run``): AppTests and notebooks have no Streamlit runtime,
+and their patched loaders must not meet real models. ``WORKBENCH_WARM_MODELS`` names the models
+("minilm,smollm2" by default; empty turns the warm-up off).
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+DEFAULT = "minilm,smollm2"
+_started = threading.Event()
+
+
+def _lower_priority() -> None:
+    """Linux schedules threads as tasks: a niced warm-up thread yields the CPU to page runs."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
+
+
+def _warm(names: list[str]) -> None:
+    _lower_priority()
+    import bertviz  # noqa: F401  (imports IPython: a second or more on a busy machine, once per process)
+
+    from .model_cache import preload
+    for name in names:
+        try:
+            model = preload(name)
+            if model is not None:
+                model.run("Warm up the first forward pass.")
+        except Exception:  # a model that cannot load says so when a page asks for it
+            continue
+
+
+def start_warm_up() -> None:
+    """Once per process, in a real server: warm the models named by ``WORKBENCH_WARM_MODELS`` in a daemon thread."""
+    from streamlit import runtime
+
+    if _started.is_set() or not runtime.exists():
+        return
+    _started.set()
+    names = [n.strip() for n in os.environ.get("WORKBENCH_WARM_MODELS", DEFAULT).split(",") if n.strip()]
+    if names:
+        threading.Thread(target=_warm, args=(names,), name="workbench-warm-up", daemon=True).start()
