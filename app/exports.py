@@ -20,7 +20,9 @@ def figure_html(fig: go.Figure) -> bytes:
 
 
 def frame_csv(frame: pd.DataFrame, index: bool = False) -> bytes:
-    return frame.to_csv(index=index).encode("utf-8")
+    """The one way the app writes CSV: every table may carry a token or text someone typed, so formulas are
+    always neutralised (see `neutralise_formulas`)."""
+    return neutralise_formulas(frame).to_csv(index=index).encode("utf-8")
 
 
 # A cell a spreadsheet would read as a formula (OWASP "CSV injection"): =, +, - and @ start one, and a tab or a
@@ -45,8 +47,8 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def safe_frame_csv(frame: pd.DataFrame, index: bool = False) -> bytes:
-    """`frame_csv` of a table that carries text someone typed or a model wrote: formulas neutralised."""
-    return frame_csv(neutralise_formulas(frame), index=index)
+    """The same as `frame_csv` (kept for the pages that name it)."""
+    return frame_csv(frame, index=index)
 
 
 def matrix_frame(matrix: np.ndarray, row_labels: Sequence[str], column_labels: Sequence[str]) -> pd.DataFrame:

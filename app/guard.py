@@ -9,6 +9,8 @@ import streamlit as st
 
 from models.errors import WorkbenchError
 
+from .markdown_text import escape_markdown
+
 
 @contextlib.contextmanager
 def shown_errors(what: str = "") -> Iterator[None]:
@@ -16,8 +18,9 @@ def shown_errors(what: str = "") -> Iterator[None]:
     try:
         yield
     except WorkbenchError as error:
-        st.error(f"{what + ': ' if what else ''}{error}")
+        # messages carry model names, paths and tokens a user typed: never rendered as Markdown
+        st.error(escape_markdown(f"{what + ': ' if what else ''}{error}"))
     except Exception as error:  # keep the page alive whatever happened inside
-        st.error(f"Unexpected error{' while ' + what if what else ''}: {type(error).__name__}: {error}")
+        st.error(escape_markdown(f"Unexpected error{' while ' + what if what else ''}: {type(error).__name__}: {error}"))
         with st.expander("Details"):
             st.code(traceback.format_exc())

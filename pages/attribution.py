@@ -10,12 +10,13 @@ import numpy as np
 import streamlit as st
 
 from analysis.attribution import (DEFAULT_METHODS, METHODS, attribute_text, method_summary, rank_correlation,
-                                  report_csv, report_html)
+                                  report_frame, report_html)
 from analysis.attribution.audio import AUDIO_DEFAULT_METHODS, attribute_audio
 from analysis.attribution.image import attribute_image
 from analysis.attribution.render import token_html
 from analysis.attribution.text_inputs import SUPPORTED_TASKS
 from app.attribution_plots import correlation_heatmap, image_heatmap, methods_token_heatmap, waveform_heatmap
+from app.exports import frame_csv
 from app.guard import shown_errors
 from app.long_run import long_run, show_cancelled
 from app.media_inputs import audio_input, image_input, source_key
@@ -235,7 +236,7 @@ with tab_agreement, shown_errors("comparing methods"):
 with tab_export:
     stem = f"attribution_{name}".replace("/", "_")
     c1, c2 = st.columns(2)
-    c1.download_button("Scores as CSV", lambda: report_csv(report).encode("utf-8"), file_name=f"{stem}.csv",
+    c1.download_button("Scores as CSV", lambda: frame_csv(report_frame(report)), file_name=f"{stem}.csv",
                        mime="text/csv", key="attribution_csv", on_click="ignore")
     c2.download_button("Report as HTML", lambda: report_html(report).encode("utf-8"), file_name=f"{stem}.html",
                        mime="text/html", key="attribution_html", on_click="ignore")
