@@ -10,7 +10,7 @@ import streamlit as st
 
 from ..guard import shown_errors
 from ..model_cache import get_model
-from ..state import keep, keep_valid
+from ..state import keep
 from .lesson import Lesson
 from .views import VIEWS
 
@@ -30,8 +30,10 @@ def reset_step() -> None:
 
 def render_step(lesson: Lesson) -> None:
     n = len(lesson.steps)
-    keep_valid(STEP, list(range(1, n + 1)), 1)
-    number = int(st.session_state[STEP])
+    with st.container(key="secondary_lesson_steps"):  # hidden in presenter mode: the keys move between steps
+        # no keep_valid: on a session's first run it would overwrite the step a link (the URL) asks for
+        number = int(st.radio("Step", list(range(1, n + 1)), index=0, horizontal=True,
+                              format_func=lambda i: lesson.steps[i - 1].title, **keep(STEP)))
     step = lesson.steps[number - 1]
     title, back, forward = st.columns([6, 1, 1], vertical_alignment="center")
     title.subheader(f"{number}/{n} · {step.title}")
@@ -53,6 +55,3 @@ def render_step(lesson: Lesson) -> None:
             st.markdown(step.explain.format(**facts))
         st.markdown(f"**Question:** {step.question}")
         st.caption(f"Keys: ← previous · → next · computed live from {lesson.model}")
-    with st.container(key="secondary_lesson_steps"):  # hidden in presenter mode: the keys move between steps
-        st.radio("Step", list(range(1, n + 1)), horizontal=True, format_func=lambda i: lesson.steps[i - 1].title,
-                 **keep(STEP))
