@@ -47,6 +47,25 @@ DEFAULT_MAX_LENGTH = 20         # transformers' generate default: max_length cou
 LONGEST_SOURCE = 1024           # a full capture of the encoder stores n_layers * n_heads * S^2 weights
 
 
+# generation-config settings that change which tokens transformers' generate picks, at the value that changes
+# nothing; the greedy loop here applies none of them, so a checkpoint asking for one gets a warning in its trace
+GREEDY_ONLY = {"num_beams": 1, "do_sample": False, "no_repeat_ngram_size": 0, "repetition_penalty": 1.0,
+               "min_length": 0, "min_new_tokens": None, "encoder_no_repeat_ngram_size": 0,
+               "encoder_repetition_penalty": 1.0, "num_beam_groups": 1, "exponential_decay_length_penalty": None,
+               "sequence_bias": None}
+
+
+def unapplied_generation_settings(model: "WorkbenchModel") -> list[str]:
+    """A warning naming the generation settings the checkpoint asks for that greedy decoding here leaves out."""
+    g = model.generation_config
+    asked = [f"{key}={g[key]!r}" for key, neutral in GREEDY_ONLY.items() if g.get(key, neutral) != neutral]
+    if not asked:
+        return []
+    return [f"{model.display_name}'s generation config asks for {', '.join(asked)}; the workbench decodes greedily "
+            "(one beam, no sampling, none of those rules), so its output can differ from transformers' generate "
+            "with that config."]
+
+
 def source_limit(model: "WorkbenchModel") -> int:
     """The most source tokens the encoder reads."""
     return min(model.network.encoder.cfg.max_positions, LONGEST_SOURCE)
@@ -224,6 +243,7 @@ class TextToTextInputs(InputAdapter):
             sequences = [[start] + row[: int(m.sum())].tolist() for row, m in zip(target.input_ids, target.attention_mask)]
         else:
             sequences = self.greedy(model, encoder_out, max_new_tokens)
+            prepared.warnings += unapplied_generation_settings(model)
         if any(not s for s in sequences) or len(sequences) != B:
             raise InputError(f"Give one non-empty decoder sequence per source ({B} sources).")
         T = max(len(s) for s in sequences)

@@ -6,6 +6,7 @@ and `result.seconds`, which an equality check or a JSON dump never sees.
 """
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any
 
@@ -58,7 +59,15 @@ class Pipeline:
             return [self._timed(one, params) for one in inputs]
         return self._timed(inputs, params)
 
+    def options(self) -> list[str]:
+        """The keyword options this pipeline implements: its `run_one` parameters after the input."""
+        return list(inspect.signature(self.run_one).parameters)[1:]
+
     def _timed(self, one: Any, params: dict) -> Any:
+        unknown = sorted(set(params) - set(self.options()))
+        if unknown:  # never ignored: transformers' option of that name would change the answer
+            raise InputError(f"{self.task} does not implement {', '.join(map(repr, unknown))}. Its options: "
+                             f"{', '.join(self.options()) or 'none'}.")
         start = time.perf_counter()
         result, trace = self.run_one(one, **params)
         return with_trace(result, trace, time.perf_counter() - start)

@@ -21,7 +21,7 @@ class FillMaskPipeline(Pipeline):
             raise InputError(f"fill-mask needs a masked-language-model head (e.g. BertForMaskedLM); "
                              f"{self.model.name} has {self.model.task or 'none'} (MiniLM ships without one).")
 
-    def run_one(self, text: str, top_k: int = 5, **_: Any):
+    def run_one(self, text: str, top_k: int = 5):
         tokenizer = self.model.tokenizer
         mask_token = tokenizer.special.get("mask_token")
         if not isinstance(text, str) or mask_token is None or mask_token not in text:
@@ -57,7 +57,7 @@ class TextClassificationPipeline(Pipeline):
             return [with_trace(dict(one[0]), one.trace, one.seconds) for one in out]
         return out
 
-    def run_one(self, text, top_k: int | None = 1, **_: Any):
+    def run_one(self, text, top_k: int | None = 1):
         trace = self.model.run(text, capture=DEFERRED)
         scores = classification_scores(trace.logits[0], self.model.config.hf_config.get("problem_type"))
         return top_labels(scores, self.model.labels, top_k), trace
@@ -68,7 +68,7 @@ class TokenClassificationPipeline(Pipeline):
     """[{"entity", "score", "index", "word", "start", "end"}] per token not labelled "O" (no aggregation)."""
     task, tasks_served = "token-classification", ("token-classification",)
 
-    def run_one(self, text: str, ignore_labels: tuple[str, ...] = ("O",), **_: Any):
+    def run_one(self, text: str, ignore_labels: tuple[str, ...] = ("O",)):
         if not isinstance(text, str) or not text.strip():
             raise InputError("token-classification needs a non-empty text.")
         trace = self.model.run(text, capture=DEFERRED)
@@ -98,7 +98,7 @@ class QuestionAnsweringPipeline(Pipeline):
             inputs = {"question": question, "context": context}
         return super().__call__(inputs, **kwargs)
 
-    def run_one(self, one: Any, max_answer_len: int = 15, **_: Any):
+    def run_one(self, one: Any, max_answer_len: int = 15):
         if isinstance(one, dict):
             question, context = one.get("question"), one.get("context")
         elif isinstance(one, (tuple, list)) and len(one) == 2:
@@ -133,7 +133,7 @@ class TextGenerationPipeline(Pipeline):
     """[{"generated_text": prompt + continuation}], greedy (max_new_tokens=20)."""
     task, tasks_served = "text-generation", ("causal-lm",)
 
-    def run_one(self, prompt: str, max_new_tokens: int = 20, return_full_text: bool = True, **_: Any):
+    def run_one(self, prompt: str, max_new_tokens: int = 20, return_full_text: bool = True):
         if not isinstance(prompt, str) or not prompt:
             raise InputError("text-generation needs a non-empty prompt.")
         new, trace = self.model.generate_traced(prompt, max_new_tokens=max_new_tokens)

@@ -32,7 +32,7 @@ class TextToTextPipeline(Pipeline):
                     (self._timed(one, {**self.defaults, **kwargs}) for one in inputs)]
         return super().__call__(inputs, **kwargs)
 
-    def run_one(self, text: Any, max_new_tokens: int | None = None, num_beams: int = 1, **_: Any):
+    def run_one(self, text: Any, max_new_tokens: int | None = None, num_beams: int = 1):
         if num_beams != 1:
             raise InputError(f"{self.task} here decodes greedily (num_beams=1); num_beams={num_beams} is not "
                              "supported. transformers' pipeline defaults to 4 beams unless the model's generation "

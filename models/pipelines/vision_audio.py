@@ -13,7 +13,7 @@ class ImageClassificationPipeline(Pipeline):
     """[{"label", "score"}] for the top_k labels (top_k=5), best first."""
     task, tasks_served, modality = "image-classification", ("image-classification",), "image"
 
-    def run_one(self, image: Any, top_k: int = 5, **_: Any):
+    def run_one(self, image: Any, top_k: int = 5):
         trace = self.model.run(images=[image], capture=DEFERRED)
         scores = classification_scores(trace.logits[0], self.model.config.hf_config.get("problem_type"))
         return top_labels(scores, self.model.labels, top_k), trace
@@ -24,7 +24,7 @@ class SpeechRecognitionPipeline(Pipeline):
     """{"text": ...}: Whisper transcribes greedily; a CTC model reads its per-frame best symbols."""
     task, tasks_served, modality = "automatic-speech-recognition", ("automatic-speech-recognition", "ctc"), "audio"
 
-    def run_one(self, audio: Any, sampling_rate: int | None = None, **_: Any):
+    def run_one(self, audio: Any, sampling_rate: int | None = None):
         audio, sampling_rate = _unpack(audio, sampling_rate)
         trace = self.model.run(audio=[audio], sampling_rate=sampling_rate, capture=DEFERRED)
         if self.model.task == "ctc":
@@ -40,7 +40,7 @@ class AudioClassificationPipeline(Pipeline):
     """[{"score", "label"}] for the top_k labels (top_k=5), best first."""
     task, tasks_served, modality = "audio-classification", ("audio-classification",), "audio"
 
-    def run_one(self, audio: Any, sampling_rate: int | None = None, top_k: int = 5, **_: Any):
+    def run_one(self, audio: Any, sampling_rate: int | None = None, top_k: int = 5):
         audio, sampling_rate = _unpack(audio, sampling_rate)
         trace = self.model.run(audio=[audio], sampling_rate=sampling_rate, capture=DEFERRED)
         scores = classification_scores(trace.logits[0], self.model.config.hf_config.get("problem_type"))

@@ -115,3 +115,22 @@ def test_a_text_to_text_task_of_an_encoder_folder_names_the_task(tmp_path):
     for task in ("translation", "summarization", "text2text-generation"):
         with pytest.raises(InputError, match=f"{task} needs a model with a seq2seq-lm head"):
             pipeline(task, str(tmp_path))
+
+
+def test_generation_settings_greedy_decoding_leaves_out_are_named_in_the_trace():
+    from models import load_model
+    model = load_model("numbers-to-words")
+    assert not model.run("47").warnings
+    model.generation_config = {**model.generation_config, "num_beams": 4, "no_repeat_ngram_size": 3}
+    warnings = model.run("47").warnings
+    assert len(warnings) == 1 and "num_beams=4" in warnings[0] and "no_repeat_ngram_size=3" in warnings[0]
+    assert not model.run("47", targets=["forty seven"]).warnings  # teacher forcing decodes nothing
+
+
+def test_an_option_a_pipeline_does_not_implement_is_refused_by_name():
+    from models import InputError
+    from models.pipelines import pipeline
+    with pytest.raises(InputError, match="does not implement 'do_sample'"):
+        pipeline("translation")("47", do_sample=True)
+    with pytest.raises(InputError, match="does not implement 'temperature'"):
+        pipeline("text-classification")("good film", temperature=0.5)
