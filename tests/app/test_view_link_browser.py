@@ -26,6 +26,7 @@ HEATMAP = """() => {
 
 
 def _view(page) -> dict:
+    page.wait_for_function(HEATMAP, timeout=120_000)  # plotly draws after the script run settles
     main = page.get_by_test_id("stMain")
     return {"text": main.get_by_role("textbox").first.input_value(),
             "layer": main.get_by_test_id("stSliderThumbValue").first.inner_text(),
