@@ -34,7 +34,7 @@ html { font-size: 22px; }
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandSidebarButton"],
 [data-testid="stToolbar"], [data-testid="stDecoration"], [data-testid="stDownloadButton"],
 [data-testid="stExpander"], [class*="st-key-secondary"] { display: none !important; }
-[data-testid="stMainBlockContainer"] { padding-top: 3.2rem; padding-bottom: 1rem; max-width: 100%; }
+[data-testid="stMainBlockContainer"] { padding-top: 4.5rem; padding-bottom: 1rem; max-width: 100%; }
 </style>"""
 
 
