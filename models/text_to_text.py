@@ -30,11 +30,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from .deferred_patterns import collect
+from .deferred_patterns import DEFERRED, collect
 from .encoder_decoder import Seq2SeqOutput
 from .errors import InputError
 from .generation import greedy_decode
 from .inputs import InputAdapter, Prepared, as_batch
+from .seq2seq_steps import joined_decoder_output
 from .tokenization import Encoded, truncation_warning
 from .trace import Trace
 from .transformer import ForwardOutput
@@ -186,6 +187,24 @@ class TextToTextInputs(InputAdapter):
     # ------------------------------------------------------------------ generation
     def greedy(self, model: "WorkbenchModel", encoder_out: ForwardOutput, max_new_tokens: int | None) -> list[list[int]]:
         """Each source's decoder sequence: the start token, the new tokens and the end token (if reached)."""
+        return self._decode(model, encoder_out, max_new_tokens, False)[0]
+
+    def greedy_traced(self, model: "WorkbenchModel", encoder_out: ForwardOutput, max_new_tokens: int | None
+                      ) -> tuple[list[list[int]], ForwardOutput | None]:
+        """One source's decoder sequence and the decoder's output over all of it, joined from the decoding steps
+        (deferred patterns) plus one more step for the last token (models/seq2seq_steps.py); None for the output
+        when the steps cannot be joined."""
+        sequences, steps, last, cache = self._decode(model, encoder_out, max_new_tokens, DEFERRED)
+        if len(sequences[0]) > 1:  # the last new token has not been run yet
+            steps.append(model.forward(decoder_input_ids=last, encoder_out=encoder_out, cache=cache,
+                                       capture=DEFERRED).decoder)
+        T = len(sequences[0])
+        bias_module = model.network.decoder.position_bias
+        bias = bias_module(T, T, 0).to(steps[0].final.dtype) if bias_module is not None else None
+        return sequences, joined_decoder_output(steps, bias)
+
+    def _decode(self, model: "WorkbenchModel", encoder_out: ForwardOutput, max_new_tokens: int | None,
+                step_capture: bool | str):
         if model.network.head is None:
             raise InputError(f"{model.display_name} has no language-modelling head to generate with; "
                              "teacher-force with decoder_input_ids= to read its states.")
@@ -201,19 +220,20 @@ class TextToTextInputs(InputAdapter):
         index = [0]
 
         def step(ids: torch.Tensor):
-            out = model.forward(decoder_input_ids=ids, encoder_out=encoder_out, cache=cache, capture=False)
+            out = model.forward(decoder_input_ids=ids, encoder_out=encoder_out, cache=cache, capture=step_capture)
             logits = out.decoder.logits[:, -1].float()  # (B, vocab)
             forced = forced_bos if index[0] == 0 else (forced_eos if index[0] == steps - 1 else None)
             if forced is not None:  # transformers' ForcedBOS / ForcedEOS logits processors (BART, mBART)
                 logits = torch.full_like(logits, -torch.inf)
                 logits[:, forced] = 0.0
             index[0] += 1
-            return logits, None
+            return logits, out.decoder if step_capture else None
 
         B = encoder_out.final.shape[0]
-        new, _, _ = greedy_decode(step, torch.full((B, 1), start), steps, end_id(model), suppress=suppress,
-                                  begin_suppress=g.get("begin_suppress_tokens") or ())
-        return [[start] + tokens for tokens in new]
+        new, outputs, last = greedy_decode(step, torch.full((B, 1), start), steps, end_id(model), suppress=suppress,
+                                           begin_suppress=g.get("begin_suppress_tokens") or (),
+                                           keep_outputs=bool(step_capture))
+        return [[start] + tokens for tokens in new], outputs, last, cache
 
     def generate(self, model: "WorkbenchModel", texts=None, max_new_tokens: int | None = None, **given: Any
                  ) -> list[list[int]]:
@@ -241,6 +261,12 @@ class TextToTextInputs(InputAdapter):
             prepared.warnings += [w.replace("Example", "Target") for w in target.warnings]
             start = decoder_start_id(model)
             sequences = [[start] + row[: int(m.sum())].tolist() for row, m in zip(target.input_ids, target.attention_mask)]
+        elif capture == DEFERRED and B == 1:  # a pipeline's call: the decoding steps make the trace
+            sequences, joined = self.greedy_traced(model, encoder_out, max_new_tokens)
+            prepared.warnings += unapplied_generation_settings(model)
+            if joined is not None:
+                ids, mask = torch.tensor(sequences), torch.ones(1, len(sequences[0]), dtype=torch.long)
+                return self.trace_of(model, prepared, Seq2SeqOutput(encoder_out, joined), ids, mask, sequences)
         else:
             sequences = self.greedy(model, encoder_out, max_new_tokens)
             prepared.warnings += unapplied_generation_settings(model)
