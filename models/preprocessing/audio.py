@@ -14,7 +14,6 @@ from typing import Any, Union
 import numpy as np
 import soundfile as sf
 import torch
-from scipy.signal import resample_poly
 
 from ..errors import InputError
 
@@ -67,6 +66,8 @@ def resample(waveform: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     if rate == target_rate:
         return waveform.astype(np.float32, copy=False)
     g = math.gcd(int(rate), int(target_rate))
+    from scipy.signal import resample_poly  # here, not at the top: scipy.signal costs a text-only page a second to import
+
     return resample_poly(waveform.astype(np.float64), target_rate // g, rate // g).astype(np.float32)
 
 
