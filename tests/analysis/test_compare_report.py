@@ -157,6 +157,6 @@ def test_run_comparison_times_each_model_and_keeps_going_past_one_that_fails():
     assert list(results) == ["gen", "ans"] and len(generation_calls) == 1 and len(answer_calls) == 1 + REPEATS
     assert timings["gen"].shown == "first call" and timings["ans"].shown == f"median of {REPEATS} repeats"
     assert errors == {"bad": "fill-mask needs a masked-language-model head", "crash": "RuntimeError: out of memory"}
-    assert steps == [(0.0, "gen…"), (0.25, "bad…"), (0.5, "ans…"), (0.75, "crash…")]
+    assert steps == [(0.0, "gen…"), (0.25, "bad…"), (0.5, "ans…"), (0.75, "crash…"), (1.0, "4 of 4 done")]
     _, _, _ = run_comparison({"gen": lambda: generating}, "x", repeat_generation=True, clock=clock)
     assert len(generation_calls) == 1 + 1 + GENERATION_REPEATS

@@ -8,6 +8,7 @@ curve of 19 steps, long enough to cancel on a 2-core machine.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,66 @@ def test_cancel_a_pruning_curve_midway_in_the_browser(tmp_path):
             page.get_by_role("option", name="L7.H7", exact=True).click()
             wait_until_idle(page, after_interaction=True)
             page.wait_for_function("() => document.body.innerText.includes('How much each head')", timeout=60_000)
+            assert not outside, f"requests left the machine: {outside}"
+        finally:
+            browser.close()
+
+
+def test_cancel_exact_patching_midway_in_the_browser(tmp_path):
+    """Interventions: exact patching on a tiny Llama (8 layers x 8 heads) over ~56 tokens is hundreds of patched
+    runs in many chunks; Cancel after the first chunks stops it, no exact map is drawn, and the next run works."""
+    from playwright.sync_api import sync_playwright
+
+    from models import load_model
+
+    make_checkpoint("llama", tmp_path, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
+                    hidden_size=128)
+    model = load_model(str(tmp_path))
+    clause = "the cat sat on the mat . "
+    clean = clause
+    while len(model.run(clean + clause + "and").tokens[0]) <= 56:
+        clean += clause
+    clean += "and"
+    corrupted = clean.replace("cat", "dog", 1)
+    env = {"WORKBENCH_TINY_MODELS": json.dumps({"smollm2": str(tmp_path)})}
+    with streamlit_server("tests/app/tiny_app.py", env=env) as (url, _log), sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            outside = block_external_requests(page)
+            page.goto(f"{url}/interventions?model=smollm2")
+            completed_runs(page)
+            wait_until_idle(page, timeout_ms=180_000)
+            for label, value, commit in (("Clean prompt", clean, "Control+Enter"),
+                                         ("Corrupted prompt (same number of tokens)", corrupted, "Control+Enter"),
+                                         ("Answer (one token; the clean prompt's)", "cat", "Enter"),
+                                         ("Wrong answer (one token; the corrupted prompt's)", "dog", "Enter")):
+                box = page.get_by_test_id("stMain").get_by_role("textbox", name=label, exact=True)
+                box.fill(value)
+                box.press(commit)
+                wait_until_idle(page, after_interaction=True)
+            page.wait_for_function("() => document.body.innerText.includes('Attribution patching (first-order')",
+                                   timeout=120_000)
+            page.get_by_role("button", name=re.compile(r"Run exact patching")).click()
+            # the second chunk's report: the run is under way and far from done
+            page.wait_for_function("() => /residual stream \\(block input\\): [1-9]\\d* of \\d+ patched runs/.test(document.body.innerText)",
+                                   timeout=120_000, polling=50)
+            assert "Running: exact patching:" in main_text(page)
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "interventions_patching_running.png"))
+            page.get_by_role("button", name="Cancel", exact=True).click()
+            page.wait_for_function("() => document.body.innerText.includes('Cancelled: exact patching')",
+                                   timeout=60_000, polling=100)
+            wait_until_idle(page)
+            main = main_text(page)
+            assert "Exact: metric of each patched run" not in main and "Running:" not in main
+            assert "Correlation of exact and attribution patching" not in main
+            page.screenshot(path=str(SCREENSHOTS / "interventions_patching_cancelled.png"))
+            chosen = page.get_by_test_id("stSidebar").get_by_role("combobox", name="Model").input_value()
+            assert chosen.startswith("smollm2") and "−" not in chosen
+            # usable: the estimate is still drawn, and the Run button is back
+            assert "Attribution patching (first-order estimate)" in main
+            assert page.get_by_role("button", name=re.compile(r"Run exact patching")).is_visible()
             assert not outside, f"requests left the machine: {outside}"
         finally:
             browser.close()
