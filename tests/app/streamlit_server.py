@@ -32,7 +32,10 @@ def streamlit_server(script: str = "app/main.py", extra_args: list[str] | None =
     log = log or Path(os.environ.get("TMPDIR", "/tmp")) / f"streamlit-{port}.log"
     command = [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
                "--server.headless", "true", *(extra_args or [])]
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
+    # no start-up warm-up unless a test asks for it (app/warm_up.py): it would load the real SmolLM2 beside the
+    # tiny models a test maps, and several servers at once on a 2-core machine would wait for it
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WORKBENCH_WARM_MODELS": "",
+                   **(env or {})}
     with log.open("w") as handle:
         process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=handle, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}"
