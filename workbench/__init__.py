@@ -1,1 +1,1 @@
-"""The `workbench` command line: sweeps over datasets today; room for `workbench app` and `workbench export`."""
+"""The `workbench` command line: `workbench app` starts the app, `workbench sweep` runs dataset sweeps."""

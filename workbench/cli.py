@@ -1,4 +1,5 @@
-"""`workbench sweep head-importance|evaluate|pruning-curve|attribution ...`: dataset sweeps from a terminal.
+"""`workbench app` starts the app; `workbench sweep head-importance|evaluate|pruning-curve|attribution ...` runs
+dataset sweeps from a terminal.
 
     workbench sweep head-importance --model minilm-sentiment --data sample_data/sentiment.csv \\
         --text-column text --label-column label --executor ray --out heads.parquet
@@ -26,6 +27,9 @@ def _csv(value: str) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description="Transformer Workbench from the command line.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("app", help="start the app (streamlit run app/main.py); other options go to streamlit, "
+                                    "e.g. --server.port 8600",
+                        description="Start the Streamlit app. Options after `app` go to streamlit unchanged.")
     sweep = commands.add_parser("sweep", help="run a sweep over a dataset and write its aggregates to Parquet")
     kinds = sweep.add_subparsers(dest="sweep", required=True, metavar="SWEEP")
     for name, help_text in [("head-importance", "Michel et al. gradient importance of every head, over the dataset"),
@@ -137,7 +141,14 @@ def summary(result: Any, limit: int = 10) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `workbench app` passes options it does not know to streamlit; every other command rejects them
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "app":
+        from workbench.app_command import run_app
+        return run_app(extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from models.errors import WorkbenchError
     try:
         result = run(args)
