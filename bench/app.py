@@ -273,11 +273,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="repeats of each repeatable action (median printed)")
     parser.add_argument("--heads-repeats", type=int, default=1, help="fresh sessions timed on the Heads page")
     parser.add_argument("--payload", action="store_true", help="also the payload rows against bertviz (slow)")
+    parser.add_argument("--view", default=None, help="the Attention page's view, as its radio names it (default: "
+                        "the page's own, Auto); e.g. 'Sparse head view (top-k)' to time the page without bertviz")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
     from models.embedded import cache_dir
 
-    print(f"Load average before: {load_average()}; {os.cpu_count()} cores", flush=True)
+    print(f"Load average before: {load_average()}; {os.cpu_count()} cores; Attention view: {args.view or 'Auto'}", flush=True)
     print("Loading models in the bench process (inputs and forward-time floors)…", flush=True)
     loaded = {name: load_model(name) for name in ("minilm", "smollm2")}
     minilm, smollm2 = loaded["minilm"], loaded["smollm2"]
@@ -311,7 +313,7 @@ def main() -> None:
             wait_health(url, server)
             healthy = time.perf_counter() - start
             session = Session(browser)
-            session.open(url)
+            session.open(url + (f"/?{urlencode({'attention_view': args.view})}" if args.view else ""))
             rows.add("first page after start (minilm)", [time.perf_counter() - start], floors["first"], 6.0,
                      f"server answers after {healthy:.1f} s")
 
