@@ -2,9 +2,11 @@
 
 A server's first page loads MiniLM, and a switch to SmolLM2 reads its cached conversion from disk
 (seconds); the first bertviz view imports IPython (bertviz needs it), and a model's first forward pass
-is slower than the next. A daemon thread, started once the first page has its own model (app.page_setup), does all of this at a low
-CPU priority while that run draws, so it never blocks a page; the models it loads go into the same
-per-process cache the pages read (``app.model_cache.preload``), which takes only that model's lock.
+is slower than the next. A daemon thread, started once the first page has its own model (app.page_setup), waits for that script run
+to end and then does all of this, so it never slows the first page's run; the models it loads go into the
+same per-process cache the pages read (``app.model_cache.preload``), which takes only that model's lock.
+It runs at normal priority: a page that asks for a model being warmed waits on its lock, and a niced
+loader made that page wait longer than loading it itself (4 to 8 s for the switch to SmolLM2 at load 7).
 
 Only a real server warms up (``streamlit run``): AppTests and notebooks have no Streamlit runtime,
 and their patched loaders must not meet real models. ``WORKBENCH_WARM_MODELS`` names the models
@@ -19,16 +21,8 @@ DEFAULT = "minilm,smollm2"
 _started = threading.Event()
 
 
-def _lower_priority() -> None:
-    """Linux schedules threads as tasks: a niced warm-up thread yields the CPU to page runs."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):
-        pass
-
-
-def _warm(names: list[str]) -> None:
-    _lower_priority()
+def _warm(names: list[str], first_run: threading.Thread) -> None:
+    first_run.join()  # the script run that started us: its page first
     import bertviz  # noqa: F401  (imports IPython: a second or more on a busy machine, once per process)
 
     from .model_cache import preload
@@ -50,4 +44,5 @@ def start_warm_up() -> None:
     _started.set()
     names = [n.strip() for n in os.environ.get("WORKBENCH_WARM_MODELS", DEFAULT).split(",") if n.strip()]
     if names:
-        threading.Thread(target=_warm, args=(names,), name="workbench-warm-up", daemon=True).start()
+        threading.Thread(target=_warm, args=(names, threading.current_thread()), name="workbench-warm-up",
+                         daemon=True).start()
