@@ -1,7 +1,7 @@
 """The app in a real browser, issue 18's goals: each action to the settled page, beside the model's own forward time.
 
 Rows (median of --repeats where an action can be repeated on one server; the floor is the model's
-forward pass on the same input, measured in this process in the same run, median of 3):
+forward pass on the same input, measured in this process right after the row's actions, median of 3):
   1. first page after start: `python -m streamlit run app/main.py` launched -> the Attention page
      settled on the default model (goal <= 6 s);
   2. minilm, a new ~64-token sentence: the first one after the page opens (goal <= 1.5 s), then
@@ -290,12 +290,13 @@ def main() -> None:
     minilm_texts = [text_of_tokens(minilm, 64, first=i) for i in range(args.repeats + 1)]
     smollm2_texts = [text_of_tokens(smollm2, 236, first=i) for i in range(args.repeats)]
     sentences = [s for s in (ROOT / "sample_data" / "sentences.txt").read_text().splitlines() if s.strip()][:32]
+    # each floor is measured right after its row's actions (the server idle then): the same machine as the row
     floors = {
-        "minilm64": forward_floor(minilm, minilm_texts[0][0]),
-        "smollm2_236": forward_floor(smollm2, smollm2_texts[0][0]),
+        "minilm64": lambda: forward_floor(minilm, minilm_texts[0][0]),
+        "smollm2_236": lambda: forward_floor(smollm2, smollm2_texts[0][0]),
         # the Heads page scores on these sentences in batches of 16 (analysis.metrics.make_eval_set)
-        "heads": forward_floor(smollm2, sentences[:16], 1) + forward_floor(smollm2, sentences[16:32], 1),
-        "first": forward_floor(minilm, example_sentences()[0]),  # the text the first page opens on
+        "heads": lambda: forward_floor(smollm2, sentences[:16], 1) + forward_floor(smollm2, sentences[16:32], 1),
+        "first": lambda: forward_floor(minilm, example_sentences()[0]),  # the text the first page opens on
     }
     print(f"minilm texts of {minilm_texts[0][1]} tokens, smollm2 texts of {smollm2_texts[0][1]} tokens; "
           f"load average {load_average()}", flush=True)
@@ -314,13 +315,13 @@ def main() -> None:
             healthy = time.perf_counter() - start
             session = Session(browser)
             session.open(url + (f"/?{urlencode({'attention_view': args.view})}" if args.view else ""))
-            rows.add("first page after start (minilm)", [time.perf_counter() - start], floors["first"], 6.0,
+            rows.add("first page after start (minilm)", [time.perf_counter() - start], floors["first"](), 6.0,
                      f"server answers after {healthy:.1f} s")
 
             first, _ = session.set_text(minilm_texts[0][0])
-            rows.add(f"minilm, first new sentence ({minilm_texts[0][1]} tokens)", [first], floors["minilm64"], 1.5, session=session)
+            rows.add(f"minilm, first new sentence ({minilm_texts[0][1]} tokens)", [first], floors["minilm64"](), 1.5, session=session)
             rows.add(f"minilm, new sentence ({minilm_texts[0][1]} tokens)",
-                     [session.set_text(text)[0] for text, _ in minilm_texts[1:]], floors["minilm64"], 0.5, session=session)
+                     [session.set_text(text)[0] for text, _ in minilm_texts[1:]], floors["minilm64"](), 0.5, session=session)
             rows.add("minilm, layer change", [session.move_layer()[0] for _ in range(args.repeats)], None, 0.5,
                      "no forward: the trace is kept", session=session)
             rows.add("minilm, head change", [session.change_head(h % minilm.n_heads)[0] for h in range(args.repeats)],
@@ -330,7 +331,7 @@ def main() -> None:
             rows.add("switch to smollm2 (conversion cached)", [switched], forward_floor(smollm2, session_text(session)),
                      6.0, "loads the model from the disk cache, then runs the page", session=session)
             rows.add(f"smollm2, new text ({smollm2_texts[0][1]} tokens)",
-                     [session.set_text(text)[0] for text, _ in smollm2_texts], floors["smollm2_236"], 3.0,
+                     [session.set_text(text)[0] for text, _ in smollm2_texts], floors["smollm2_236"](), 3.0,
                      session=session)
             session.page.close()
 
@@ -339,7 +340,7 @@ def main() -> None:
                 tab = Session(browser)
                 heads.append(tab.open(f"{url}/heads?model=smollm2", settled=HEADS_DRAWN)[0])
                 tab.page.close()
-            rows.add("Heads page, gradient importance, smollm2", heads, floors["heads"], 15.0,
+            rows.add("Heads page, gradient importance, smollm2", heads, floors["heads"](), 15.0,
                      f"{len(sentences)} sentences; opening the page to the scores drawn")
             if args.payload:
                 payload = payload_rows(browser, url, loaded)
