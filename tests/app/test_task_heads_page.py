@@ -115,6 +115,25 @@ def test_download_is_a_hugging_face_folder_transformers_reads(page, tmp_path):
     torch.testing.assert_close(ours.logits, theirs, atol=1e-4, rtol=0)
 
 
+def test_the_download_of_a_trained_head_carries_a_model_card_with_its_accuracy(page):
+    at = page
+    at.selectbox(key="heads_task").set_value("sequence-classification").run()
+    at.selectbox(key="heads_trainable").set_value("head only").run()
+    at.number_input(key="heads_epochs").set_value(1).run()
+    at.button(key="heads_train").click().run()
+    at.button(key="heads_prepare").click().run()
+    assert not at.exception and at.get("download_button")
+    archive = zipfile.ZipFile(io.BytesIO(at.session_state["heads_zip"][1]))
+    readme = archive.read("README.md").decode()
+    import yaml
+    meta = yaml.safe_load(readme.split("---\n")[1])
+    assert meta["pipeline_tag"] == "text-classification"
+    assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"  # the page's "minilm"
+    accuracy = metric(at, "Held-out accuracy")
+    assert accuracy.endswith("%") and f"| held-out accuracy | {accuracy} |" in readme
+    assert "labels negative, positive; trained" in readme and "| training data | sample_data/sentiment.csv |" in readme
+
+
 @pytest.mark.parametrize("content, message", [
     (b"sentence,label\nGood,pos\n", "no column text"),
     (b"text,label\nGood,pos\n,neg\n", "rows 3 have an empty text or label"),
