@@ -102,3 +102,16 @@ def test_saving_into_the_source_folder_still_records_the_change(bert_folder, tmp
     models.load_folder(source).prune_heads({0: [0]}).save_pretrained(source)
     _, body = card(source)
     assert bullet(body, "Heads pruned") == "encoder: L0.H0"
+
+
+def test_the_embedded_translators_card_survives_a_save_and_a_pruning(tmp_path):
+    translator = models.load_model("numbers-to-words")
+    shipped = (models.embedded.EMBEDDED["numbers-to-words"]() / "README.md").read_text()
+    translator.save_pretrained(tmp_path / "same")
+    assert (tmp_path / "same" / "README.md").read_text() == shipped
+    translator.prune_heads({("decoder", 0): [1]}).save_pretrained(tmp_path / "pruned")
+    meta, body = card(tmp_path / "pruned")
+    assert meta["pipeline_tag"] == "text2text-generation" and meta["license"] == "apache-2.0"
+    assert bullet(body, "Heads pruned") == "decoder: L0.H1"
+    shipped_body = shipped.split("---\n", 2)[2].strip()
+    assert body.split("## The source model's card", 1)[1].strip() == shipped_body
