@@ -366,11 +366,12 @@ def test_refused_when_the_output_projection_is_not_called_as_a_module(tmp_path):
 
 
 def test_refused_when_the_blocks_cannot_be_found(tmp_path):
-    # an encoder-decoder: transformers knows it, the bridge opens one-stack models only
-    make_decoder_checkpoint(transformers.T5Config, transformers.T5ForConditionalGeneration, tmp_path,
+    # an encoder-decoder with no native family (umT5: T5 with a bias per layer): transformers knows it, the
+    # bridge opens one-stack models only
+    make_decoder_checkpoint(transformers.UMT5Config, transformers.UMT5ForConditionalGeneration, tmp_path,
                             d_model=D_MODEL, d_kv=8, d_ff=37, num_layers=N_LAYERS, num_heads=N_HEADS,
                             decoder_start_token_id=0)
-    with pytest.raises(UnsupportedArchitectureError, match="'t5'.*one-stack"):
+    with pytest.raises(UnsupportedArchitectureError, match="'umt5'.*one-stack"):
         load_model(str(tmp_path))
 
 
