@@ -83,3 +83,9 @@ def browser_shows(widget) -> str:
 
 def captions(at: AppTest) -> list[str]:
     return [c.value for c in at.caption]
+
+
+def shown_text(markdown: str) -> str:
+    """What the browser shows of a Markdown body the app escaped (app/markdown_text.py): the backslashes go."""
+    import re
+    return re.sub(r"\\(.)", r"\1", markdown)

@@ -11,7 +11,7 @@ import pytest
 import models
 from analysis.sweeps import (ColumnMap, EvaluateSweep, HeadImportanceSweep, LocalExecutor, SweepCancelled,
                              read_dataset, run_sweep)
-from tests.app.page_helpers import captions, chart_z, open_page
+from tests.app.page_helpers import captions, chart_z, open_page, shown_text
 from tests.tiny_models import make_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +92,7 @@ def test_a_label_the_model_does_not_know_is_a_clear_error(tiny_models, parts):
     at.slider(key="ds_rows").set_value(20).run()
     at.button(key="ds_run").click().run()
     assert not at.exception
-    message = at.error[0].value
+    message = shown_text(at.error[0].value)
     assert "sentiment.csv, column 'label': row 1 (line 2)" in message and "does not know" in message
     assert "have labels 'negative', 'positive' that minilm-sentiment does not know; its labels are class ids 0..1" in message
 

@@ -6,7 +6,7 @@ import pytest
 
 import models
 from analysis.modal_attention import patch_attention_map
-from tests.app.page_helpers import chart_z, open_page
+from tests.app.page_helpers import chart_z, open_page, shown_text
 from tests.tiny_clip import make_clip
 
 
@@ -49,4 +49,4 @@ def test_a_template_without_a_slot_is_a_plain_error(tiny_models, clip_folder):
     at.selectbox(key="va_model").set_value(clip_folder).run()
     at.text_input(key="va_template").set_value("a photo").run()
     assert not at.exception
-    assert any("no {} for the label" in e.value for e in at.error)
+    assert any("no {} for the label" in shown_text(e.value) for e in at.error)
