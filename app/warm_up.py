@@ -12,14 +12,21 @@ took 3.3 s warmed and 7.2 s without the warm-up (load average 5-6).
 
 Only a real server warms up (``streamlit run``): AppTests and notebooks have no Streamlit runtime,
 and their patched loaders must not meet real models. ``WORKBENCH_WARM_MODELS`` names the models
-("minilm,smollm2" by default; empty turns the warm-up off).
+(by default the first page's model and the first embedded causal LM; empty turns the warm-up off).
 """
 from __future__ import annotations
 
 import os
 import threading
 
-DEFAULT = "minilm,smollm2"
+
+
+def default_names() -> list[str]:
+    """The model the first page opens on (the first embedded text model) and the first embedded causal LM."""
+    from models.embedded import EMBEDDED_MODELS, embedded_names_for
+    first = embedded_names_for("text")[:1]
+    generating = [r.name for r in EMBEDDED_MODELS.values() if r.task == "causal-lm"][:1]
+    return first + [n for n in generating if n not in first]
 _started = threading.Event()
 
 
@@ -53,7 +60,8 @@ def start_warm_up() -> None:
     if _started.is_set() or not runtime.exists():
         return
     _started.set()
-    names = [n.strip() for n in os.environ.get("WORKBENCH_WARM_MODELS", DEFAULT).split(",") if n.strip()]
+    given = os.environ.get("WORKBENCH_WARM_MODELS")
+    names = default_names() if given is None else [n.strip() for n in given.split(",") if n.strip()]
     if names:
         threading.Thread(target=_warm, args=(names, threading.current_thread()), name="workbench-warm-up",
                          daemon=True).start()

@@ -106,7 +106,7 @@ title = f"Layer {layer}, {'mean of heads' if head == MEAN_LABEL else f'head {hea
 # browser four plotly charts it did not show. A tab click reruns the page; the trace and views are memoised.
 tab_view, tab_heatmap, tab_stats, tab_rollout, tab_code = st.tabs(
     ["Head & model view", "Heatmap", "Per-head statistics", "Rollout", "Code to reproduce"],
-    key="attention_tab", on_change="rerun")
+    key="attention_tab", on_change="rerun", bind="query-params")  # the open tab is part of a link's view
 
 if tab_view.open:
     with tab_view, shown_errors("drawing the attention view"):

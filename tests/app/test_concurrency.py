@@ -142,7 +142,8 @@ def test_eight_sessions_at_once_each_see_only_their_own_results(tiny_folders):
                 errors.append(collect_console_errors(page))
                 pages.append(page)
             for page, session in zip(pages, SESSIONS):  # all eight load at once: goto does not wait for the run
-                page.goto(f"{url}/?{urlencode({'model': session.model, 'text': session.text})}", wait_until="commit")
+                page.goto(f"{url}/?{urlencode({'model': session.model, 'text': session.text, 'attention_tab': 'Heatmap'})}",
+                          wait_until="commit")  # the heatmap tab: its caption is each session's result
             for page in pages:
                 wait_until_idle(page)
             for page, session in zip(pages, SESSIONS):  # then all act at once

@@ -59,6 +59,10 @@ def test_a_copied_link_opens_the_same_view_elsewhere(tmp_path):
             page.keyboard.press("End")  # the last layer, away from the default (the first)
             wait_for_run_after(page, done)
             wait_until_idle(page)
+            done = completed_runs(page)
+            main.get_by_role("tab", name="Heatmap").click()  # only the open tab is drawn, and the link names it
+            wait_for_run_after(page, done)
+            wait_until_idle(page)
             before = _view(page)
             assert before["text"] == TEXT and before["layer"] == "1" and before["heatmap"]
 
@@ -68,6 +72,7 @@ def test_a_copied_link_opens_the_same_view_elsewhere(tmp_path):
             page.screenshot(path=str(SCREENSHOTS / "view_link_sidebar.png"))
             query = parse_qs(urlparse(link).query)
             assert query["attention_free"] == [TEXT] and query["attention_layer"] == ["1"]
+            assert query["attention_tab"] == ["Heatmap"]
 
             fresh = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()  # no shared session
             block_external_requests(fresh)
