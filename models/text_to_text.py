@@ -36,6 +36,7 @@ from .errors import InputError
 from .generation import greedy_decode
 from .inputs import InputAdapter, Prepared, as_batch
 from .seq2seq_steps import joined_decoder_output
+from .text_checks import check_text, text_batch
 from .tokenization import Encoded, truncation_warning
 from .trace import Trace
 from .transformer import ForwardOutput
@@ -171,9 +172,11 @@ class TextToTextInputs(InputAdapter):
                             texts=[" ".join(t) for t in tokens])
         if texts is None:
             raise InputError(f"No input: pass the source text (a string or a list of strings) to {model.display_name}.")
-        batch = as_batch(texts)
+        batch = text_batch(texts)
         if any(isinstance(t, tuple) for t in batch):
             raise InputError(f"{model.display_name} reads one source text per example, not sentence pairs.")
+        for i, text in enumerate(batch):  # bytes, surrogates, non-strings: named before the tokenizer sees them
+            check_text(text, i if len(batch) > 1 else None)
         enc = encode_texts(model, batch, source_limit(model))
         return Prepared(inputs={"input_ids": enc.input_ids, "attention_mask": enc.attention_mask}, tokens=enc.tokens,
                         texts=batch, warnings=enc.warnings)

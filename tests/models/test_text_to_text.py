@@ -134,3 +134,16 @@ def test_an_option_a_pipeline_does_not_implement_is_refused_by_name():
         pipeline("translation")("47", do_sample=True)
     with pytest.raises(InputError, match="does not implement 'temperature'"):
         pipeline("text-classification")("good film", temperature=0.5)
+
+
+def test_bytes_and_broken_unicode_sources_are_named():
+    from models import InputError, load_model
+    model = load_model("numbers-to-words")
+    with pytest.raises(InputError, match="bytes"):
+        model.run(b"4071")
+    with pytest.raises(InputError, match="bytes"):
+        model.run(["12", b"4071"])
+    with pytest.raises(InputError):
+        model.run("40\ud80071")  # a lone surrogate
+    with pytest.raises(InputError):
+        model.run([12])
