@@ -158,6 +158,10 @@ def assert_no_error(page, what: str) -> None:
 
 def assert_one_clear_error(page, *phrases: str) -> str:
     """Exactly one error box, in words (no traceback, no exception class), naming the problem; the page is up."""
+    try:  # on a busy machine the box can paint a moment after the run is seen to settle
+        page.wait_for_selector(ERROR_BOX, timeout=60_000)
+    except Exception:
+        pass  # the assertion below says what is shown instead
     shown = page.locator(ERROR_BOX).all_inner_texts()
     assert len(shown) == 1, shown
     message = shown[0]
