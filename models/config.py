@@ -94,3 +94,25 @@ def pruned_heads_from_hf(hf: dict[str, Any], stack: str) -> dict[HeadKey, list[i
 def pruned_heads_to_hf(cfg: ModelConfig) -> dict[str, list[int]]:
     """The inverse of `pruned_heads_from_hf`, transformers 4.x's form ({"layer": heads})."""
     return {str(layer): list(heads) for (stack, layer), heads in sorted(cfg.pruned_heads.items())}
+
+
+# Families transformers cannot prune (Whisper, T5, BART, Marian, CLIP), or whose `pruned_heads` takes integer layers
+# of one stack only, keep every stack's pruned heads in config.json under this key: {"encoder.3": [0, 5], ...}
+STACKED_PRUNED_KEY = "workbench_pruned_heads"
+
+
+def stacked_pruned_heads_from_hf(hf: dict[str, Any], default_stack: str) -> dict[HeadKey, list[int]]:
+    """{(stack, layer): heads} from STACKED_PRUNED_KEY; a bare layer number means `default_stack`."""
+    pruned = {}
+    for key, heads in (hf.get(STACKED_PRUNED_KEY) or {}).items():
+        stack, _, layer = str(key).rpartition(".")
+        pruned[(stack or default_stack, int(layer))] = sorted(int(h) for h in heads)
+    return pruned
+
+
+def hf_config_with_stacked_pruned_heads(cfg: ModelConfig) -> dict[str, Any]:
+    """`cfg.hf_config` with STACKED_PRUNED_KEY brought up to date (absent when nothing is pruned)."""
+    hf = {k: v for k, v in cfg.hf_config.items() if k != STACKED_PRUNED_KEY}
+    if cfg.pruned_heads:
+        hf[STACKED_PRUNED_KEY] = {f"{stack}.{layer}": list(v) for (stack, layer), v in sorted(cfg.pruned_heads.items())}
+    return hf

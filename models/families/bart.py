@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..block import ACTIVATIONS
-from ..config import ModelConfig
+from ..config import ModelConfig, hf_config_with_stacked_pruned_heads, stacked_pruned_heads_from_hf
 from ..encoder_decoder import EncoderDecoder
 from ..heads import HeadFormat
 from ..text_to_text import TASK, TEXT_TO_TEXT_INPUTS
@@ -80,21 +80,15 @@ def seq2seq_lm_head(architecture: str) -> HeadFormat:
 def pruned_from_hf(hf: dict[str, Any]) -> dict[tuple[str, int], list[int]]:
     """Pruned heads of every stack, kept in config.json under our own key: transformers' BART and Marian cannot
     prune, and their `pruned_heads` takes integer layer keys only."""
-    pruned = {}
-    for key, heads in hf.get("workbench_pruned_heads", {}).items():
-        stack, _, layer = key.rpartition(".")
-        pruned[(stack or "decoder", int(layer))] = list(heads)
-    return pruned
+    return stacked_pruned_heads_from_hf(hf, "decoder")
 
 
 def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
-    hf = {k: v for k, v in cfg.hf_config.items() if k != "workbench_pruned_heads"}
+    hf = hf_config_with_stacked_pruned_heads(cfg)
     if cfg.vocab_size != logits_size(hf):  # a grown vocabulary (model.add_tokens): one shared table grew
         hf["vocab_size"] = cfg.vocab_size
         if "decoder_vocab_size" in hf:  # Marian sharing its table: the logits' size is the same number
             hf["decoder_vocab_size"] = cfg.vocab_size
-    if cfg.pruned_heads:
-        hf["workbench_pruned_heads"] = {f"{stack}.{layer}": v for (stack, layer), v in sorted(cfg.pruned_heads.items())}
     return hf
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..block import ACTIVATIONS
-from ..config import ModelConfig
+from ..config import ModelConfig, hf_config_with_stacked_pruned_heads, stacked_pruned_heads_from_hf
 from ..deferred_patterns import collect
 from ..dual_encoder import ContrastiveHead, DualEncoder, DualOutput
 from ..embeddings import LearnedPositionEmbeddings
@@ -51,15 +51,6 @@ def _tower(hf: dict[str, Any], tower: str) -> dict[str, Any]:
     return sub
 
 
-def _pruned(hf: dict[str, Any]) -> dict[tuple[str, int], list[int]]:
-    """transformers' CLIP cannot prune, so pruned heads are kept under our own key {"vision.3": [...]}."""
-    out = {}
-    for key, heads in (hf.get("workbench_pruned_heads") or {}).items():
-        stack, _, layer = key.rpartition(".")
-        out[(stack, int(layer))] = sorted(int(h) for h in heads)
-    return out
-
-
 def _config(hf: dict[str, Any]) -> ModelConfig:
     vision, text = _tower(hf, "vision_config"), _tower(hf, "text_config")
     size, patch = _pair(vision.get("image_size", 224)), _pair(vision.get("patch_size", 32))
@@ -69,7 +60,7 @@ def _config(hf: dict[str, Any]) -> ModelConfig:
         d_model=vision["hidden_size"], d_head=vision["hidden_size"] // n_heads, d_mlp=vision["intermediate_size"],
         vocab_size=0, max_positions=(size[0] // patch[0]) * (size[1] // patch[1]) + 1,
         norm_eps=vision.get("layer_norm_eps", 1e-5), activation=vision.get("hidden_act", "quick_gelu"),
-        main_stack_name="vision", pruned_heads=_pruned(hf),
+        main_stack_name="vision", pruned_heads=stacked_pruned_heads_from_hf(hf, "vision"),
         other_stacks={"text": (text["num_hidden_layers"], text["num_attention_heads"])}, hf_config=dict(hf))
 
 
@@ -85,13 +76,6 @@ def text_config(cfg: ModelConfig) -> ModelConfig:
         pad_token_id=text.get("pad_token_id"), bos_token_id=text.get("bos_token_id"),
         eos_token_id=text.get("eos_token_id"), main_stack_name="text",
         pruned_heads={k: v for k, v in cfg.pruned_heads.items() if k[0] == "text"}, hf_config=cfg.hf_config)
-
-
-def _config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
-    hf = {k: v for k, v in cfg.hf_config.items() if k != "workbench_pruned_heads"}
-    if cfg.pruned_heads:
-        hf["workbench_pruned_heads"] = {f"{stack}.{layer}": v for (stack, layer), v in sorted(cfg.pruned_heads.items())}
-    return hf
 
 
 class ClipPatchEmbeddings(nn.Module):
@@ -250,7 +234,8 @@ class ZeroShotImageInputs(InputAdapter):
 
 
 CLIP = register(Family(
-    name="clip", model_types=("clip",), config_from_hf=_config, config_to_hf=_config_to_hf, build=_build,
+    name="clip", model_types=("clip",), config_from_hf=_config, build=_build,
+    config_to_hf=hf_config_with_stacked_pruned_heads,
     state_dict_from_hf=_from_hf, state_dict_to_hf=_to_hf, hf_prefix=lambda cfg: "",
     base_architecture=lambda cfg: "CLIPModel",
     heads={TASK: HeadFormat("CLIPModel", _head, [("visual_projection.weight", "visual_projection.weight"),

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..block import ACTIVATIONS
-from ..config import ModelConfig
+from ..config import ModelConfig, hf_config_with_stacked_pruned_heads, stacked_pruned_heads_from_hf
 from ..encoder_decoder import EncoderDecoder
 from ..embeddings import TokenEmbeddings
 from ..heads import causal_lm_head
@@ -103,16 +103,6 @@ def _well_formed(proj: Any) -> bool:
     return len(parts) == 1 or (len(parts) == 2 and parts[0] == "gated")
 
 
-def _pruned(hf: dict[str, Any]) -> dict[tuple[str, int], list[int]]:
-    """Pruned heads of every stack, under our own key: transformers' T5 cannot load `pruned_heads` (its
-    prune_heads reaches a T5Stack._prune_heads that does not exist), and that key takes integer layers only."""
-    pruned = {}
-    for key, heads in hf.get("workbench_pruned_heads", {}).items():
-        stack, _, layer = key.rpartition(".")
-        pruned[(stack or "decoder", int(layer))] = list(heads)
-    return pruned
-
-
 def _config(hf: dict[str, Any]) -> ModelConfig:
     name = "mT5" if hf.get("model_type") == "mt5" else "T5"
     refuse_unsupported(hf, name, feed_forward_proj=lambda v: _well_formed(v) and _activation({"feed_forward_proj": v})[0]
@@ -136,7 +126,8 @@ def _config(hf: dict[str, Any]) -> ModelConfig:
         mlp_bias=False, attention_scale=1.0,
         # the tied head reads the decoder output scaled by d_model ** -0.5: the same as dividing its logits
         logits_scale=math.sqrt(d_model) if tied else None,
-        pruned_heads=_pruned(hf),
+        # transformers' T5 cannot load `pruned_heads` (T5Stack has no _prune_heads): every stack under our own key
+        pruned_heads=stacked_pruned_heads_from_hf(hf, "decoder"),
         other_stacks={"encoder": (hf.get("num_layers", 6), n_heads), "cross": (n_decoder, n_heads)},
         hf_config=dict(hf))
 
@@ -145,11 +136,6 @@ def _gated(cfg: ModelConfig) -> bool:
     return _activation(cfg.hf_config)[1]
 
 
-def _config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
-    hf = {k: v for k, v in cfg.hf_config.items() if k != "workbench_pruned_heads"}
-    if cfg.pruned_heads:
-        hf["workbench_pruned_heads"] = {f"{stack}.{layer}": v for (stack, layer), v in sorted(cfg.pruned_heads.items())}
-    return hf
 
 
 def encoder_config(cfg: ModelConfig) -> ModelConfig:
@@ -225,7 +211,8 @@ def _to_hf(sd: StateDict, cfg: ModelConfig) -> StateDict:
 def _family(name: str, prefix: str) -> Family:
     """T5 and mT5: one config mapping, network and converters; the records differ in the class names saved."""
     return register(Family(
-        name=name, model_types=(name,), config_from_hf=_config, config_to_hf=_config_to_hf, build=_build,
+        name=name, model_types=(name,), config_from_hf=_config, build=_build,
+        config_to_hf=hf_config_with_stacked_pruned_heads,
         state_dict_from_hf=_from_hf, state_dict_to_hf=_to_hf, hf_prefix=lambda cfg: "",
         base_architecture=lambda cfg: f"{prefix}Model",
         heads={TASK: causal_lm_head(f"{prefix}ForConditionalGeneration", "lm_head.weight")},

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..block import ACTIVATIONS
-from ..config import ModelConfig
+from ..config import ModelConfig, hf_config_with_stacked_pruned_heads, stacked_pruned_heads_from_hf
 from ..deferred_patterns import collect
 from ..embeddings import LearnedPositionEmbeddings
 from ..encoder_decoder import EncoderDecoder, Seq2SeqOutput
@@ -102,10 +102,7 @@ def _config(hf: dict[str, Any]) -> ModelConfig:
     refuse_unsupported(hf, "Whisper", activation_function=lambda v: v in ACTIVATIONS,
                        use_weighted_layer_sum=lambda v: not v)
     n_heads = hf["decoder_attention_heads"]
-    pruned = {}
-    for key, heads in hf.get("workbench_pruned_heads", {}).items():
-        stack, _, layer = key.rpartition(".")
-        pruned[(stack or "decoder", int(layer))] = list(heads)
+    pruned = stacked_pruned_heads_from_hf(hf, "decoder")
     return ModelConfig(
         family="whisper", n_layers=hf["decoder_layers"], n_heads=n_heads, n_kv_heads=n_heads, d_model=hf["d_model"],
         d_head=hf["d_model"] // n_heads, d_mlp=hf["decoder_ffn_dim"], vocab_size=hf["vocab_size"],
@@ -117,12 +114,6 @@ def _config(hf: dict[str, Any]) -> ModelConfig:
         hf_config=dict(hf))
 
 
-def _config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
-    hf = {k: v for k, v in cfg.hf_config.items() if k != "workbench_pruned_heads"}
-    if cfg.pruned_heads:
-        # transformers' Whisper cannot prune, and its `pruned_heads` takes integer keys only: kept under our own key
-        hf["workbench_pruned_heads"] = {f"{stack}.{layer}": v for (stack, layer), v in sorted(cfg.pruned_heads.items())}
-    return hf
 
 
 def _build(cfg: ModelConfig) -> EncoderDecoder:
@@ -300,7 +291,8 @@ class SpeechToTextInputs(InputAdapter):
 
 
 WHISPER = register(Family(
-    name="whisper", model_types=("whisper",), config_from_hf=_config, config_to_hf=_config_to_hf, build=_build,
+    name="whisper", model_types=("whisper",), config_from_hf=_config, build=_build,
+    config_to_hf=hf_config_with_stacked_pruned_heads,
     state_dict_from_hf=_from_hf, state_dict_to_hf=_to_hf, hf_prefix=lambda cfg: "model.",
     base_architecture=lambda cfg: "WhisperForConditionalGeneration",
     heads={"automatic-speech-recognition": causal_lm_head("WhisperForConditionalGeneration", "proj_out.weight")},
